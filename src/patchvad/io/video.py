@@ -1,0 +1,330 @@
+"""Video reading and writing behind one small interface (PyAV).
+
+Frames are ``uint8`` RGB arrays of shape ``(H, W, 3)``. Resizing happens inside the
+decoder (swscale), which is much cheaper than decoding at full size and resizing in
+numpy. Every failure becomes a :class:`~patchvad.errors.VideoError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from patchvad.errors import VideoError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is: ``frame_count`` frames of ``width`` x ``height`` at ``fps``."""
+
+    path: str
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+
+def _is_url(source: str | Path) -> bool:
+    return "://" in str(source)
+
+
+def _open(source: str | Path, options: dict | None = None) -> av.container.InputContainer:
+    """Open a container, turning every failure into a VideoError naming the source."""
+    if not _is_url(source):
+        path = Path(source)
+        if not path.exists():
+            raise VideoError("file not found", path=path)
+        if path.is_dir():
+            raise VideoError("is a folder, not a video file", path=path)
+        if path.stat().st_size == 0:
+            raise VideoError("empty file (0 bytes)", path=path)
+    try:
+        container = av.open(str(source), options=options or {})
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"cannot open as a video: {exc}", path=source) from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError("contains no video stream", path=source)
+    return container
+
+
+def _fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        return 25.0
+    return float(rate)
+
+
+def probe(path: str | Path, exact: bool = False) -> VideoInfo:
+    """Return frame count, fps and size of a video file.
+
+    Args:
+        path: the video file.
+        exact: count frames by decoding them all (slow, always right). The default
+            counts demuxed video packets, which equals the decoded frame count for
+            intra/inter coded streams without dropped packets (everything patchvad
+            writes, and the public datasets' mp4/avi files); extraction records the
+            decoded count and checks it against this one.
+
+    Raises:
+        VideoError: missing, empty, undecodable, or zero frames.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        codec = stream.codec_context.name
+        fps = _fps(stream)
+        count = 0
+        try:
+            if exact:
+                stream.thread_type = "AUTO"
+                for _ in container.decode(stream):
+                    count += 1
+            else:
+                for packet in container.demux(stream):
+                    if packet.size > 0:
+                        count += 1
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"corrupt or truncated after {count} frames: {exc}", path=path) from exc
+        if width <= 0 or height <= 0:
+            raise VideoError(f"invalid frame size {width}x{height}", path=path)
+    finally:
+        container.close()
+    if count == 0:
+        raise VideoError("contains no frames", path=path)
+    return VideoInfo(str(path), count, fps, width, height, codec)
+
+
+class VideoReader:
+    """Sequential frame access to one video file or stream.
+
+    Example::
+
+        with VideoReader("a.mp4") as reader:
+            for frame in reader.frames(size=(224, 224)):   # (224, 224, 3) uint8 RGB
+                ...
+    """
+
+    def __init__(self, source: str | Path, options: dict | None = None):
+        self.source = str(source)
+        self._options = options
+        container = _open(source, options)
+        stream = container.streams.video[0]
+        self.fps = _fps(stream)
+        self.width = stream.codec_context.width
+        self.height = stream.codec_context.height
+        self.codec = stream.codec_context.name
+        container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def frames(self, size: tuple[int, int] | None = None, gray: bool = False) -> Iterator[np.ndarray]:
+        """Yield every frame in order, resized on decode.
+
+        Args:
+            size: ``(width, height)`` to resize to (the whole frame, no crop); None keeps it.
+            gray: yield ``(H, W)`` uint8 luma instead of RGB.
+
+        Yields:
+            ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` when ``gray``).
+
+        Raises:
+            VideoError: the stream is corrupt or truncated (names the frame index reached).
+        """
+        container = _open(self.source, self._options)
+        fmt = "gray" if gray else "rgb24"
+        index = 0
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if size is not None:
+                    frame = frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt,
+                                           interpolation="AREA")
+                else:
+                    frame = frame.reformat(format=fmt)
+                yield frame.to_ndarray()
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"corrupt or truncated: decoding failed after {index} frames ({exc})",
+                             path=self.source) from exc
+        finally:
+            container.close()
+        if index == 0:
+            raise VideoError("contains no frames", path=self.source)
+
+    def read_all(self, size: tuple[int, int] | None = None, gray: bool = False) -> np.ndarray:
+        """All frames as one array ``(F, H, W, 3)`` (or ``(F, H, W)``). For short videos."""
+        return np.stack(list(self.frames(size=size, gray=gray)))
+
+
+def iter_snippets(frames: Iterable[np.ndarray], snippet_len: int, stride: int | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Group a frame stream into snippets of ``snippet_len`` frames.
+
+    The last partial snippet is padded by repeating its last frame (METHOD.md).
+
+    Yields:
+        ``(start_frame, snippet, n_real)`` with ``snippet`` of shape ``(L, ...)`` and
+        ``n_real`` the number of real (unpadded) frames in it.
+    """
+    stride = snippet_len if stride is None else stride
+    if snippet_len < 1 or stride < 1:
+        raise ValueError("snippet_len and stride must be >= 1")
+    if stride != snippet_len:
+        # Overlapping or gapped snippets need random access; keep a sliding buffer.
+        buffer: list[np.ndarray] = []
+        start = 0
+        consumed = 0
+        for frame in frames:
+            buffer.append(frame)
+            consumed += 1
+            while consumed - start >= snippet_len:
+                offset = len(buffer) - (consumed - start)
+                yield start, np.stack(buffer[offset:offset + snippet_len]), snippet_len
+                start += stride
+                drop = max(0, len(buffer) - (consumed - start)) if consumed > start else len(buffer)
+                buffer = buffer[drop:]
+        if consumed > start and buffer:
+            offset = len(buffer) - (consumed - start)
+            tail = buffer[offset:]
+            n_real = len(tail)
+            tail = tail + [tail[-1]] * (snippet_len - n_real)
+            yield start, np.stack(tail), n_real
+        return
+    buffer = []
+    start = 0
+    for frame in frames:
+        buffer.append(frame)
+        if len(buffer) == snippet_len:
+            yield start, np.stack(buffer), snippet_len
+            start += snippet_len
+            buffer = []
+    if buffer:
+        n_real = len(buffer)
+        buffer = buffer + [buffer[-1]] * (snippet_len - n_real)
+        yield start, np.stack(buffer), n_real
+
+
+class VideoWriter:
+    """Write RGB frames to an H.264 mp4 (yuv420p, plays in browsers), atomically.
+
+    Frames go to a temporary file beside the target, renamed into place by
+    :meth:`close`; a crash mid-way leaves no partial file under the final name.
+    Odd sizes are padded to even (H.264 4:2:0 needs even dimensions).
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 23,
+                 preset: str = "veryfast"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.width, self.height = int(size[0]), int(size[1])
+        if self.width < 1 or self.height < 1:
+            raise VideoError(f"invalid frame size {self.width}x{self.height}", path=path)
+        self._even_w = self.width + (self.width % 2)
+        self._even_h = self.height + (self.height % 2)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self.frame_count = 0
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+            rate = Fraction(fps).limit_denominator(1001)
+            self._stream = self._container.add_stream("libx264", rate=rate)
+            self._stream.width = self._even_w
+            self._stream.height = self._even_h
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise VideoError(f"cannot create H.264 writer: {exc}", path=path) from exc
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 RGB frame (or ``(H, W)`` gray)."""
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[:, :, None], 3, axis=2)
+        if frame.shape[0] != self.height or frame.shape[1] != self.width:
+            raise VideoError(f"frame of size {frame.shape[1]}x{frame.shape[0]} does not match the "
+                             f"writer's {self.width}x{self.height}", path=self.path)
+        if frame.dtype != np.uint8:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        if self._even_w != self.width or self._even_h != self.height:
+            frame = np.pad(frame, ((0, self._even_h - self.height), (0, self._even_w - self.width), (0, 0)),
+                           mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        try:
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            self.abort()
+            raise VideoError(f"writing frame {self.frame_count} failed: {exc}", path=self.path) from exc
+        self.frame_count += 1
+
+    def close(self) -> None:
+        """Flush the encoder and move the finished file into place."""
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            self.abort()
+            raise VideoError(f"finishing the video failed: {exc}", path=self.path) from exc
+        self._container = None
+        if self.frame_count == 0:
+            self._tmp.unlink(missing_ok=True)
+            raise VideoError("no frames were written", path=self.path)
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial file; the target path is left untouched."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        self._tmp.unlink(missing_ok=True)
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 23) -> int:
+    """Write frames (each ``(H, W, 3)`` uint8 RGB) to an H.264 mp4; returns the frame count."""
+    writer: VideoWriter | None = None
+    try:
+        for frame in frames:
+            if writer is None:
+                writer = VideoWriter(path, fps, (frame.shape[1], frame.shape[0]), crf=crf)
+            writer.write(frame)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is None:
+        raise VideoError("no frames to write", path=path)
+    writer.close()
+    return writer.frame_count
