@@ -185,41 +185,24 @@ def iter_snippets(frames: Iterable[np.ndarray], snippet_len: int, stride: int | 
         ``n_real`` the number of real (unpadded) frames in it.
     """
     stride = snippet_len if stride is None else stride
-    if snippet_len < 1 or stride < 1:
-        raise ValueError("snippet_len and stride must be >= 1")
-    if stride != snippet_len:
-        # Overlapping or gapped snippets need random access; keep a sliding buffer.
-        buffer: list[np.ndarray] = []
-        start = 0
-        consumed = 0
-        for frame in frames:
-            buffer.append(frame)
-            consumed += 1
-            while consumed - start >= snippet_len:
-                offset = len(buffer) - (consumed - start)
-                yield start, np.stack(buffer[offset:offset + snippet_len]), snippet_len
-                start += stride
-                drop = max(0, len(buffer) - (consumed - start)) if consumed > start else len(buffer)
-                buffer = buffer[drop:]
-        if consumed > start and buffer:
-            offset = len(buffer) - (consumed - start)
-            tail = buffer[offset:]
-            n_real = len(tail)
-            tail = tail + [tail[-1]] * (snippet_len - n_real)
-            yield start, np.stack(tail), n_real
-        return
-    buffer = []
+    if snippet_len < 1 or stride < 1 or stride > snippet_len:
+        raise ValueError("need 1 <= stride <= snippet_len")
+    # Same layout as SnippetMap.build: starts 0, stride, ... until every frame is
+    # covered; only the last snippet may be partial (padded).
+    buffer: list[np.ndarray] = []     # frames from ``start`` on
     start = 0
+    last_end = 0                      # one past the last frame covered by a yielded snippet
     for frame in frames:
         buffer.append(frame)
         if len(buffer) == snippet_len:
             yield start, np.stack(buffer), snippet_len
-            start += snippet_len
-            buffer = []
-    if buffer:
+            last_end = start + snippet_len
+            start += stride
+            buffer = buffer[stride:]
+    total = start + len(buffer)
+    if total > last_end and buffer:
         n_real = len(buffer)
-        buffer = buffer + [buffer[-1]] * (snippet_len - n_real)
-        yield start, np.stack(buffer), n_real
+        yield start, np.stack(buffer + [buffer[-1]] * (snippet_len - n_real)), n_real
 
 
 class VideoWriter:

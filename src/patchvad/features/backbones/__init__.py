@@ -1,0 +1,152 @@
+"""Backbone registry: raw snippet frames -> grid-level patch features.
+
+A :class:`PatchFeatureExtractor` combines an appearance backbone (from the registry)
+with the pixel motion descriptors of :mod:`.motion`. Its :class:`FeatureSpec` is
+written into the feature store's manifest, so a model trained on one extraction can
+refuse features from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from patchvad.errors import ConfigError
+from patchvad.features.backbones.effnet import APPEARANCE_DIM, CHANGE_DIM, EffNetLite0Appearance, pass_indices
+from patchvad.features.backbones.motion import MOTION_CHANNELS, motion_features
+
+# name -> (factory(pretrained) -> module with forward(frames (B,P,3,H,W), grid) -> (B,Gh,Gw,D), channel groups)
+BACKBONES: dict[str, tuple[Callable[[bool], torch.nn.Module], dict[str, int]]] = {
+    "effnet-lite0": (lambda pretrained: EffNetLite0Appearance(pretrained),
+                     {"appearance": APPEARANCE_DIM, "appearance_change": CHANGE_DIM}),
+}
+
+
+def register_backbone(name: str, factory: Callable[[bool], torch.nn.Module], groups: dict[str, int]) -> None:
+    """Add an appearance backbone (e.g. an optional hub model) to the registry."""
+    BACKBONES[name] = (factory, dict(groups))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that determines the features; stored in the feature manifest.
+
+    Attributes:
+        backbone: registry name.
+        weights_hash: short SHA-256 of the weights file ("random" for untrained).
+        input_size: ``(W, H)`` the whole frame is resized to (no crop).
+        grid: ``(Gh, Gw)`` patch grid.
+        snippet_len, stride: snippet geometry in frames.
+        passes: backbone passes per snippet.
+        motion: whether the motion channels are present.
+        channels: name -> ``[start, end)`` slice of the feature dimension.
+    """
+
+    backbone: str
+    weights_hash: str
+    input_size: tuple[int, int]
+    grid: tuple[int, int]
+    snippet_len: int
+    stride: int
+    passes: int
+    motion: bool
+    channels: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return max(end for _, end in self.channels.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["grid"] = list(self.grid)
+        d["dim"] = self.dim
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureSpec":
+        keys = {"backbone", "weights_hash", "input_size", "grid", "snippet_len", "stride", "passes", "motion",
+                "channels"}
+        kw = {k: d[k] for k in keys}
+        kw["input_size"] = tuple(kw["input_size"])
+        kw["grid"] = tuple(kw["grid"])
+        kw["channels"] = {k: list(v) for k, v in kw["channels"].items()}
+        return cls(**kw)
+
+    def compatible_with(self, other: "FeatureSpec") -> list[str]:
+        """Names of fields that differ (empty when features are interchangeable)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [k for k in a if a[k] != b.get(k)]
+
+
+def _grid_tuple(grid: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(grid, int):
+        return (grid, grid)
+    return (int(grid[0]), int(grid[1]))
+
+
+class PatchFeatureExtractor:
+    """Snippets of frames -> ``(B, Gh, Gw, D)`` patch features.
+
+    Args:
+        backbone: registry name (``effnet-lite0``).
+        grid: cells per side, or ``(Gh, Gw)``. Default 14 (see docs/features.md).
+        input_size: side (or ``(W, H)``) the whole frame is resized to.
+        snippet_len, stride: snippet geometry.
+        passes: frames per snippet through the backbone (spread evenly).
+        motion: add the pixel motion channels.
+        device: torch device.
+        pretrained: load the bundled weights (False: random, for tests).
+    """
+
+    def __init__(self, backbone: str = "effnet-lite0", grid: int | tuple[int, int] = 14,
+                 input_size: int | tuple[int, int] = 224, snippet_len: int = 16, stride: int | None = None,
+                 passes: int = 2, motion: bool = True, device: str | torch.device = "cpu",
+                 pretrained: bool = True):
+        if backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone '{backbone}'; known: {sorted(BACKBONES)}")
+        self.grid = _grid_tuple(grid)
+        w, h = (input_size, input_size) if isinstance(input_size, int) else input_size
+        if min(self.grid) < 1 or w < 32 or h < 32:
+            raise ConfigError(f"grid {self.grid} / input size {w}x{h} out of range")
+        stride = snippet_len if stride is None else stride
+        if not 1 <= passes <= snippet_len:
+            raise ConfigError(f"passes must be in [1, snippet_len={snippet_len}], got {passes}")
+        self.device = torch.device(device)
+        factory, groups = BACKBONES[backbone]
+        self.model = factory(pretrained).to(self.device)
+        channels: dict[str, list[int]] = {}
+        start = 0
+        for name, size in groups.items():
+            channels[name] = [start, start + size]
+            start += size
+        if motion:
+            channels["motion"] = [start, start + len(MOTION_CHANNELS)]
+        self.spec = FeatureSpec(backbone=backbone, weights_hash=getattr(self.model, "weights_hash", "unknown"),
+                                input_size=(int(w), int(h)), grid=self.grid, snippet_len=int(snippet_len),
+                                stride=int(stride), passes=int(passes), motion=bool(motion), channels=channels)
+        self._pass_idx = torch.as_tensor(pass_indices(snippet_len, passes))
+
+    @torch.no_grad()
+    def __call__(self, snippets: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Features of a batch of snippets.
+
+        Args:
+            snippets: ``(B, L, H, W, 3)`` uint8 RGB, already resized to ``input_size``.
+
+        Returns:
+            ``(B, Gh, Gw, D)`` float32.
+        """
+        x = torch.as_tensor(snippets).to(self.device, non_blocking=True)
+        if x.ndim != 5 or x.shape[-1] != 3:
+            raise ValueError(f"expected (B, L, H, W, 3) snippets, got {tuple(x.shape)}")
+        x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
+        picked = x[:, self._pass_idx.to(x.device)]            # (B, P, 3, H, W)
+        parts = [self.model(picked, self.grid)]
+        if self.spec.motion:
+            gray = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]) / 255.0
+            parts.append(motion_features(gray, self.grid))
+        return torch.cat(parts, dim=-1).cpu().numpy()

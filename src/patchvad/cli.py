@@ -1,0 +1,147 @@
+"""The ``patchvad`` command line. Thin: parse, call the library, print.
+
+Every library error (:class:`~patchvad.errors.PatchvadError`) is printed as one
+line naming the file and the problem, with exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from patchvad.errors import PatchvadError
+
+
+def _grid(text: str) -> int | tuple[int, int]:
+    if "x" in text:
+        h, w = text.lower().split("x")
+        return (int(h), int(w))
+    return int(text)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from patchvad.data.synth import synth_command
+
+    synth_command(Path(args.root), train=args.train, test=args.test, seed=args.seed, preset=args.preset,
+                  workers=args.workers)
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from patchvad.features.extract import extract_command
+
+    report = extract_command(Path(args.root), Path(args.out), backbone=args.backbone, grid=_grid(args.grid),
+                             input_size=args.input_size, snippet_len=args.snippet_len, stride=args.stride,
+                             passes=args.passes, motion=not args.no_motion, device=args.device,
+                             batch_size=args.batch_size, splits=tuple(args.splits.split(",")))
+    return 1 if report.failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from patchvad.metrics.evaluate import evaluate_command
+
+    evaluate_command(Path(args.dataset), Path(args.predictions), Path(args.out) if args.out else None)
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from patchvad.data.adapters import prepare_command
+
+    prepare_command(args.dataset, Path(args.source), Path(args.out), copy_videos=args.copy, strict=not args.lenient)
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from patchvad.train import fit_command
+
+    fit_command(Path(args.data), Path(args.features), Path(args.out), method=args.method, seed=args.seed,
+                config=Path(args.config) if args.config else None, resume=args.resume)
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from patchvad.inference import test_command
+
+    test_command(Path(args.ckpt), Path(args.data), Path(args.features), Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
+                                     "learned from video-level labels.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark")
+    p.add_argument("root")
+    p.add_argument("--train", type=int, default=240)
+    p.add_argument("--test", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("extract", help="extract grid-level patch features of a dataset folder")
+    p.add_argument("root", help="dataset folder (manifest.csv)")
+    p.add_argument("--out", required=True, help="feature folder")
+    p.add_argument("--backbone", default="effnet-lite0")
+    p.add_argument("--grid", default="14", help="cells per side, or HxW (default 14)")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--snippet-len", type=int, default=16)
+    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--passes", type=int, default=2, help="backbone passes per snippet")
+    p.add_argument("--no-motion", action="store_true", help="leave out the pixel motion channels")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone batch")
+    p.add_argument("--splits", default="train,test")
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("fit", help="train a model from video-level labels")
+    p.add_argument("--data", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", default="proximity")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("test", help="score the test split; write the predictions folder")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("evaluate", help="compute every metric of a predictions folder")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("prepare", help="turn a public dataset's official files into the generic folder")
+    p.add_argument("dataset")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--copy", action="store_true", help="copy videos into the folder instead of referencing")
+    p.add_argument("--lenient", action="store_true", help="report count mismatches instead of failing")
+    p.set_defaults(func=_cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PatchvadError as exc:
+        print(f"patchvad {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"patchvad {args.command}: interrupted; finished work is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The extraction loop: dataset folder -> feature store. Resumable, atomic, sharded.
+
+Decoding runs in a background thread (PyAV releases the GIL) while the backbone
+works on the previous batch. Each finished video is written atomically with a
+completion record, so a killed run restarts where it stopped and recomputes nothing
+that finished. Under ``torchrun`` each rank takes every ``world_size``-th video of
+the sorted list (a deterministic shard).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from patchvad.data.folder import DatasetFolder, VideoEntry
+from patchvad.errors import PatchvadError, VideoError
+from patchvad.features.backbones import PatchFeatureExtractor
+from patchvad.features.snippets import SnippetMap
+from patchvad.features.store import FeatureStore
+from patchvad.io.video import VideoReader, iter_snippets
+
+_END = object()
+
+
+def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
+    """Run ``iterator`` in a thread, ``depth`` items ahead; re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_size: int = 8
+                  ) -> tuple[np.ndarray, SnippetMap, dict]:
+    """Patch features of one video.
+
+    Returns:
+        ``features (T, Gh, Gw, D) float32``, the snippet map over the decoded frames,
+        and facts ``{"frame_count", "fps", "width", "height"}``.
+
+    Raises:
+        VideoError: missing, empty, undecodable or truncated video.
+    """
+    spec = extractor.spec
+    reader = VideoReader(source)
+    frames = _prefetch(reader.frames(size=spec.input_size))
+    batch: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    starts: list[int] = []
+    frame_count = 0
+    for start, snippet, n_real in iter_snippets(frames, spec.snippet_len, spec.stride):
+        batch.append(snippet)
+        starts.append(start)
+        frame_count = max(frame_count, start + n_real)
+        if len(batch) == batch_size:
+            outputs.append(extractor(np.stack(batch)))
+            batch = []
+    if batch:
+        outputs.append(extractor(np.stack(batch)))
+    if not outputs:
+        raise VideoError("contains no frames", path=source)
+    snippets = SnippetMap.build(frame_count, spec.snippet_len, spec.stride)
+    if snippets.starts.tolist() != starts:  # the reader and the map must agree exactly
+        raise VideoError(f"snippet layout mismatch ({len(starts)} read, {snippets.num_snippets} expected)",
+                         path=source)
+    feats = np.concatenate(outputs, axis=0)
+    facts = {"frame_count": frame_count, "fps": reader.fps, "width": reader.width, "height": reader.height}
+    return feats, snippets, facts
+
+
+@dataclass
+class ExtractReport:
+    """What one extraction run did."""
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        text = (f"extracted {len(self.done)} videos ({self.frames} frames, {self.frames_per_second:.0f} frames/s), "
+                f"skipped {len(self.skipped)} already finished, {len(self.failed)} failed")
+        for stem, why in self.failed.items():
+            text += f"\n  FAILED {stem}: {why}"
+        return text
+
+
+def shard(entries: Sequence[VideoEntry], rank: int, world_size: int) -> list[VideoEntry]:
+    """Deterministic shard: sort by stem, take every ``world_size``-th from ``rank``."""
+    ordered = sorted(entries, key=lambda e: e.stem)
+    return ordered[rank::world_size]
+
+
+def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureExtractor | None = None,
+                    splits: Sequence[str] = ("train", "test"), batch_size: int = 8, rank: int = 0,
+                    world_size: int = 1, progress: bool = True, verify: bool = True,
+                    **extractor_kwargs) -> ExtractReport:
+    """Extract features of every video of a dataset folder into ``out``.
+
+    Finished videos are skipped (verified by size and checksum); a failing video is
+    reported and the run continues with the next one.
+
+    Args:
+        root: dataset folder (manifest.csv).
+        out: feature folder.
+        extractor: a ready extractor; else one is built from ``extractor_kwargs``.
+        splits: which splits to extract.
+        rank, world_size: shard of this process (torchrun).
+    """
+    from tqdm import tqdm
+
+    dataset = DatasetFolder(root)
+    extractor = extractor or PatchFeatureExtractor(**extractor_kwargs)
+    store = FeatureStore(out, spec=extractor.spec)
+    entries = shard([e for e in dataset.entries if e.split in splits], rank, world_size)
+    report = ExtractReport(out=Path(out))
+    t0 = time.perf_counter()
+    bar = tqdm(entries, desc=f"extract[{rank}]" if world_size > 1 else "extract", unit="video",
+               disable=not progress)
+    for entry in bar:
+        if store.is_complete(entry.stem, verify=verify):
+            report.skipped.append(entry.stem)
+            continue
+        store.remove_partial(entry.stem)
+        try:
+            feats, snippets, facts = extract_video(entry.path, extractor, batch_size=batch_size)
+        except PatchvadError as exc:
+            report.failed[entry.stem] = str(exc)
+            continue
+        store.write(entry.stem, feats, snippets, {"video": entry.video, **facts})
+        report.done.append(entry.stem)
+        report.frames += facts["frame_count"]
+    report.seconds = time.perf_counter() - t0
+    if world_size == 1:
+        store.write_index()
+    return report
+
+
+def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int = 8,
+                    splits: Sequence[str] = ("train", "test"), **extractor_kwargs) -> ExtractReport:
+    """``patchvad extract``: build the extractor, run it over the dataset, print a summary.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each process takes its shard.
+    """
+    import os
+
+    import torch
+
+    rank = int(os.environ.get("RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if device == "cpu" and world_size == 1:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    extractor = PatchFeatureExtractor(device=device, **extractor_kwargs)
+    report = extract_dataset(root, out, extractor=extractor, splits=splits, batch_size=batch_size, rank=rank,
+                             world_size=world_size)
+    print(report.summary())
+    return report

@@ -1,0 +1,64 @@
+"""Shared fixtures: small real video files and dataset folders made by the project itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from patchvad.data.folder import write_manifest, write_tracks
+from patchvad.io.video import write_video
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def moving_square_frames(n: int = 40, size: tuple[int, int] = (96, 64), square: int = 12, speed: int = 2,
+                         seed: int = 0) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
+    """Frames of a bright square moving right over a noisy textured background.
+
+    Returns the RGB frames and the square's inclusive xyxy box per frame.
+    """
+    rng = np.random.default_rng(seed)
+    w, h = size
+    background = (rng.random((h, w, 3)) * 60 + 40).astype(np.uint8)
+    frames, boxes = [], []
+    for t in range(n):
+        frame = background.copy()
+        x0 = (4 + speed * t) % (w - square)
+        y0 = h // 2 - square // 2
+        frame[y0:y0 + square, x0:x0 + square] = (230, 60, 60)
+        frames.append(frame)
+        boxes.append((x0, y0, x0 + square - 1, y0 + square - 1))
+    return frames, boxes
+
+
+@pytest.fixture()
+def square_video(tmp_path: Path) -> Path:
+    frames, _ = moving_square_frames()
+    path = tmp_path / "square.mp4"
+    write_video(path, frames, fps=25)
+    return path
+
+
+def make_tiny_dataset(root: Path, n_train: int = 3, n_test: int = 2, frames: int = 40) -> Path:
+    """A dataset folder of moving-square videos; odd test videos are anomalous with a track."""
+    rows = []
+    for split, count in (("train", n_train), ("test", n_test)):
+        for i in range(count):
+            stem = f"{split}_{i:02d}"
+            label = i % 2
+            vid_frames, boxes = moving_square_frames(n=frames, seed=i + (100 if split == "test" else 0))
+            write_video(root / "videos" / f"{stem}.mp4", vid_frames, fps=25)
+            rows.append({"video": f"videos/{stem}.mp4", "split": split, "label": label,
+                         "class": "square" if label else "normal"})
+            if split == "test" and label:
+                write_tracks(root, stem, [(0, t, *boxes[t]) for t in range(10, 30)])
+    write_manifest(root, rows)
+    return root
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_tiny_dataset(tmp_path / "data")

@@ -1,0 +1,152 @@
+"""Patch-feature extraction: shapes, the motion channels, resume after a kill, bad videos."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_tiny_dataset, moving_square_frames
+from patchvad.data.folder import write_manifest
+from patchvad.errors import FeatureError
+from patchvad.features.backbones import PatchFeatureExtractor
+from patchvad.features.backbones.motion import MOTION_CHANNELS, motion_features
+from patchvad.features.extract import extract_dataset, extract_video
+from patchvad.features.store import FeatureStore
+from patchvad.io.video import write_video
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(grid=4, input_size=64, snippet_len=8, passes=2)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> PatchFeatureExtractor:
+    return PatchFeatureExtractor(**SMALL)
+
+
+def test_default_spec_is_14x14_from_bundled_weights() -> None:
+    ex = PatchFeatureExtractor()
+    spec = ex.spec
+    assert spec.grid == (14, 14) and spec.input_size == (224, 224) and spec.snippet_len == 16
+    assert spec.weights_hash == "579344248a93e230"
+    assert spec.channels == {"appearance": [0, 432], "appearance_change": [432, 544], "motion": [544, 552]}
+    feats = ex(np.zeros((1, 16, 224, 224, 3), np.uint8))
+    assert feats.shape == (1, 14, 14, 552)
+
+
+def test_grid_7_and_28_come_from_same_backbone() -> None:
+    for grid in (7, 28):
+        ex = PatchFeatureExtractor(grid=grid, input_size=224, snippet_len=4, pretrained=False)
+        assert ex(np.zeros((2, 4, 224, 224, 3), np.uint8)).shape == (2, grid, grid, 552)
+
+
+def test_video_features_shape_and_map(square_video: Path, extractor: PatchFeatureExtractor) -> None:
+    feats, snippets, facts = extract_video(square_video, extractor)
+    # 40 frames, 8-frame snippets -> 5 snippets.
+    assert feats.shape == (5, 4, 4, 552) and feats.dtype == np.float32
+    assert snippets.num_snippets == 5 and facts["frame_count"] == 40
+    assert (facts["width"], facts["height"]) == (96, 64)
+
+
+def test_motion_sees_the_moving_cell() -> None:
+    # A square moving right in grid cell (1, 2) of a 4x4 grid; everything else static.
+    frames = np.zeros((1, 6, 32, 32), np.float32)
+    for t in range(6):
+        frames[0, t, 10:14, 17 + t:21 + t] = 1.0
+    m = motion_features(__import__("torch").from_numpy(frames), (4, 4))[0].numpy()
+    energy = m[..., MOTION_CHANNELS.index("energy_mean")]
+    assert np.unravel_index(energy.argmax(), energy.shape) == (1, 2)
+    assert energy[0, 0] == 0.0
+    u = m[1, 2, MOTION_CHANNELS.index("flow_u")]
+    v = m[1, 2, MOTION_CHANNELS.index("flow_v")]
+    assert u > 0.3 and abs(v) < 0.5 * u     # moving right (+x), not vertically
+
+
+def test_motion_channels_off(square_video: Path) -> None:
+    ex = PatchFeatureExtractor(motion=False, **SMALL)
+    assert "motion" not in ex.spec.channels and ex.spec.dim == 544
+    feats, _, _ = extract_video(square_video, ex)
+    assert feats.shape[-1] == 544
+
+
+def test_dataset_extraction_store(tmp_path: Path, tiny_dataset: Path, extractor: PatchFeatureExtractor) -> None:
+    report = extract_dataset(tiny_dataset, tmp_path / "f", extractor=extractor, progress=False)
+    assert sorted(report.done) == ["test_00", "test_01", "train_00", "train_01", "train_02"]
+    store = FeatureStore(tmp_path / "f")
+    vf = store.load("test_01")
+    assert vf.x.shape == (5, 4, 4, 552) and vf.x.dtype == np.float16
+    assert isinstance(vf.x, np.memmap)
+    assert vf.record["frame_count"] == 40 and vf.record["video"] == "videos/test_01.mp4"
+    assert vf.snippets.to_frames(np.arange(5)).shape == (40,)
+    again = extract_dataset(tiny_dataset, tmp_path / "f", extractor=extractor, progress=False)
+    assert again.done == [] and len(again.skipped) == 5
+    # A different extraction into the same folder is refused.
+    with pytest.raises(FeatureError, match="another extraction"):
+        extract_dataset(tiny_dataset, tmp_path / "f", extractor=PatchFeatureExtractor(grid=2, input_size=64,
+                        snippet_len=8), progress=False)
+
+
+def test_corrupt_array_is_not_complete(tmp_path: Path, tiny_dataset: Path, extractor: PatchFeatureExtractor) -> None:
+    extract_dataset(tiny_dataset, tmp_path / "f", extractor=extractor, progress=False)
+    path = tmp_path / "f" / "train_00.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    store = FeatureStore(tmp_path / "f")
+    assert not store.is_complete("train_00") and store.is_complete("train_01")
+    report = extract_dataset(tiny_dataset, tmp_path / "f", extractor=extractor, progress=False)
+    assert report.done == ["train_00"]
+
+
+def test_bad_video_is_reported_and_run_continues(tmp_path: Path, extractor: PatchFeatureExtractor) -> None:
+    root = make_tiny_dataset(tmp_path / "d", n_train=2, n_test=0)
+    (root / "videos" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    write_manifest(root, [{"video": "videos/train_00.mp4", "split": "train", "label": 0},
+                          {"video": "videos/broken.mp4", "split": "train", "label": 0},
+                          {"video": "videos/train_01.mp4", "split": "train", "label": 1}])
+    report = extract_dataset(root, tmp_path / "f", extractor=extractor, progress=False)
+    assert sorted(report.done) == ["train_00", "train_01"]
+    assert list(report.failed) == ["broken"] and "broken.mp4" in report.failed["broken"]
+    assert "FAILED broken" in report.summary()
+
+
+def test_killed_extraction_resumes_to_identical_features(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    rows = []
+    for i in range(6):
+        frames, _ = moving_square_frames(n=48, seed=i)
+        write_video(root / "videos" / f"v{i}.mp4", frames, fps=25)
+        rows.append({"video": f"videos/v{i}.mp4", "split": "train", "label": i % 2})
+    write_manifest(root, rows)
+    args = [sys.executable, "-m", "patchvad", "extract", str(root), "--grid", "4", "--input-size", "64",
+            "--snippet-len", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(args + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed.glob("v*.json"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = sorted(p.stem for p in killed.glob("v*.json"))
+    assert 2 <= len(finished_before) < 6, "the kill should land mid-run"
+    mtimes = {s: (killed / f"{s}.npy").stat().st_mtime_ns for s in finished_before}
+
+    out = subprocess.run(args + ["--out", str(killed)], check=True, env=env, capture_output=True, text=True)
+    assert f"skipped {len(finished_before)} already finished" in out.stdout
+    for s in finished_before:    # finished work was not recomputed
+        assert (killed / f"{s}.npy").stat().st_mtime_ns == mtimes[s]
+    full, resumed = FeatureStore(tmp_path / "full"), FeatureStore(killed)
+    assert full.finished() == resumed.finished() == [f"v{i}" for i in range(6)]
+    for s in full.finished():
+        np.testing.assert_array_equal(full.load(s).x, resumed.load(s).x)
+    assert not [p for p in killed.iterdir() if ".tmp" in p.name]

@@ -1,0 +1,117 @@
+"""Video I/O: round trips through real H.264 files and clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, moving_square_frames
+from patchvad.errors import VideoError
+from patchvad.io.video import VideoReader, VideoWriter, iter_snippets, probe, write_video
+
+
+def test_write_then_read_round_trip(tmp_path: Path) -> None:
+    frames, boxes = moving_square_frames(n=33)
+    path = tmp_path / "v.mp4"
+    assert write_video(path, frames, fps=25) == 33
+    info = probe(path)
+    assert (info.frame_count, info.width, info.height, info.codec) == (33, 96, 64, "h264")
+    assert info.fps == pytest.approx(25.0)
+    assert probe(path, exact=True).frame_count == 33
+    decoded = VideoReader(path).read_all()
+    assert decoded.shape == (33, 64, 96, 3)
+    # Lossy, but the red square must be where it was drawn.
+    x1, y1, x2, y2 = boxes[20]
+    inside = decoded[20, y1:y2 + 1, x1:x2 + 1].astype(float).mean(axis=(0, 1))
+    assert inside[0] > 180 and inside[1] < 120
+
+
+def test_resize_on_decode_and_gray(square_video: Path) -> None:
+    reader = VideoReader(square_video)
+    frame = next(reader.frames(size=(48, 32)))
+    assert frame.shape == (32, 48, 3) and frame.dtype == np.uint8
+    gray = next(reader.frames(size=(48, 32), gray=True))
+    assert gray.shape == (32, 48)
+
+
+def test_odd_size_is_padded_to_even(tmp_path: Path) -> None:
+    frames = [np.full((31, 45, 3), 128, np.uint8)] * 5
+    write_video(tmp_path / "odd.mp4", frames, fps=10)
+    info = probe(tmp_path / "odd.mp4")
+    assert (info.width, info.height, info.frame_count) == (46, 32, 5)
+
+
+def test_snippets_pad_last_partial_snippet() -> None:
+    frames = [np.full((2, 2), i, np.uint8) for i in range(37)]
+    got = list(iter_snippets(iter(frames), 16))
+    assert [(s, n) for s, _, n in got] == [(0, 16), (16, 16), (32, 5)]
+    last = got[-1][1]
+    assert last.shape == (16, 2, 2)
+    assert [int(v) for v in last[:, 0, 0]] == [32, 33, 34, 35, 36] + [36] * 11
+
+
+def test_overlapping_snippets() -> None:
+    frames = [np.full((1,), i, np.uint8) for i in range(20)]
+    got = list(iter_snippets(iter(frames), 8, 4))
+    assert [s for s, _, _ in got] == [0, 4, 8, 12]
+    for start, snip, n_real in got:
+        expect = [min(start + k, 19) for k in range(8)]
+        assert [int(v) for v in snip[:, 0]] == expect
+        assert n_real == min(8, 20 - start)
+
+
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="nope.mp4: file not found"):
+        probe(tmp_path / "nope.mp4")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoError, match=r"empty.mp4: empty file"):
+        VideoReader(tmp_path / "empty.mp4")
+
+
+def test_garbage_file(tmp_path: Path) -> None:
+    (tmp_path / "junk.mp4").write_bytes(b"this is not a video" * 100)
+    with pytest.raises(VideoError, match=r"junk.mp4: cannot open as a video"):
+        probe(tmp_path / "junk.mp4")
+
+
+def test_truncated_file(tmp_path: Path, square_video: Path) -> None:
+    data = square_video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    # mp4 keeps its index at the end (or the start): a half file either fails to open
+    # or decodes fewer frames; both must name the file, never crash inside PyAV.
+    try:
+        n = sum(1 for _ in VideoReader(cut).frames())
+    except VideoError as exc:
+        assert "cut.mp4" in str(exc)
+    else:
+        assert n < 40
+
+
+def test_writer_is_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(target, 25, (32, 32)) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+            raise RuntimeError("crash mid-way")
+    assert not target.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_writer_rejects_wrong_frame_size(tmp_path: Path) -> None:
+    writer = VideoWriter(tmp_path / "w.mp4", 25, (32, 32))
+    with pytest.raises(VideoError, match="does not match"):
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+    writer.abort()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "vtest" / "vtest.avi").exists(), reason="shared/data not present")
+def test_real_footage_probe() -> None:
+    info = probe(SHARED_DATA / "vtest" / "vtest.avi")
+    assert (info.frame_count, info.width, info.height) == (795, 768, 576)
+    assert info.fps == pytest.approx(10.0)
