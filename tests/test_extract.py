@@ -150,3 +150,24 @@ def test_killed_extraction_resumes_to_identical_features(tmp_path: Path) -> None
     for s in full.finished():
         np.testing.assert_array_equal(full.load(s).x, resumed.load(s).x)
     assert not [p for p in killed.iterdir() if ".tmp" in p.name]
+
+
+def test_torchrun_two_processes_give_identical_features(tmp_path: Path, tiny_dataset: Path) -> None:
+    # One thread per process in both runs: equal thread counts give bitwise-equal features.
+    args = ["extract", str(tiny_dataset), "--grid", "4", "--input-size", "64", "--snippet-len", "8",
+            "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "patchvad", *args, "--out", str(tmp_path / "one")], check=True,
+                   env=env, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "patchvad", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "[rank 0/2]" in run.stdout and "[rank 1/2]" in run.stdout
+    one, two = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
+    assert one.finished() == two.finished() and len(one.finished()) == 5
+    import json
+    index = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert sorted(index["videos"]) == one.finished()       # the merged manifest lists every shard's videos
+    for s in one.finished():
+        np.testing.assert_array_equal(one.load(s).x, two.load(s).x)

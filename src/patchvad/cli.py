@@ -35,7 +35,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     report = extract_command(Path(args.root), Path(args.out), backbone=args.backbone, grid=_grid(args.grid),
                              input_size=args.input_size, snippet_len=args.snippet_len, stride=args.stride,
                              passes=args.passes, motion=not args.no_motion, device=args.device,
-                             batch_size=args.batch_size, splits=tuple(args.splits.split(",")))
+                             batch_size=args.batch_size, splits=tuple(args.splits.split(",")),
+                             threads=args.threads)
     return 1 if report.failed else 0
 
 
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone batch")
     p.add_argument("--splits", default="train,test")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: cores / processes on this node)")
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("fit", help="train a model from video-level labels")

@@ -175,10 +175,15 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
 
 
 def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int = 8,
-                    splits: Sequence[str] = ("train", "test"), **extractor_kwargs) -> ExtractReport:
+                    splits: Sequence[str] = ("train", "test"), threads: int | None = None,
+                    **extractor_kwargs) -> ExtractReport:
     """``patchvad extract``: build the extractor, run it over the dataset, print a summary.
 
-    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each process takes its shard.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its deterministic shard
+    of the videos, writes its own finished files, and rank 0 writes the merged
+    manifest after a barrier. CPU processes split the cores between them unless
+    ``threads`` is given. Features are bitwise identical for equal thread counts;
+    across thread counts oneDNN's reductions may differ by one float16 step.
     """
     import os
 
@@ -186,10 +191,34 @@ def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int 
 
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if device == "cpu" and world_size == 1:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
-    extractor = PatchFeatureExtractor(device=device, **extractor_kwargs)
-    report = extract_dataset(root, out, extractor=extractor, splits=splits, batch_size=batch_size, rank=rank,
-                             world_size=world_size)
-    print(report.summary())
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    distributed = world_size > 1
+    if distributed:
+        import torch.distributed as dist
+
+        if device.startswith("cuda"):
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(local_rank)
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    if device == "cpu":
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+    try:
+        extractor = PatchFeatureExtractor(device=device, **extractor_kwargs)
+        if distributed and rank != 0:
+            dist.barrier()          # rank 0 creates the store's manifest first
+        report = extract_dataset(root, out, extractor=extractor, splits=splits, batch_size=batch_size,
+                                 rank=rank, world_size=world_size)
+        if distributed and rank == 0:
+            dist.barrier()
+        if distributed:
+            dist.barrier()          # every shard finished
+            if rank == 0:
+                FeatureStore(out).write_index()
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    prefix = f"[rank {rank}/{world_size}] " if distributed else ""
+    print(prefix + report.summary())
     return report
