@@ -171,3 +171,25 @@ def test_torchrun_two_processes_give_identical_features(tmp_path: Path, tiny_dat
     assert sorted(index["videos"]) == one.finished()       # the merged manifest lists every shard's videos
     for s in one.finished():
         np.testing.assert_array_equal(one.load(s).x, two.load(s).x)
+
+
+def test_parallel_decode_gives_identical_features(tmp_path: Path, tiny_dataset: Path,
+                                                  extractor: PatchFeatureExtractor) -> None:
+    extract_dataset(tiny_dataset, tmp_path / "a", extractor=extractor, progress=False)
+    report = extract_dataset(tiny_dataset, tmp_path / "b", extractor=extractor, progress=False, decode_workers=2,
+                             batch_size=3)
+    assert len(report.done) == 5 and not report.failed
+    a, b = FeatureStore(tmp_path / "a"), FeatureStore(tmp_path / "b")
+    for s in a.finished():
+        np.testing.assert_array_equal(a.load(s).x, b.load(s).x)
+        assert a.load(s).snippets.starts.tolist() == b.load(s).snippets.starts.tolist()
+
+
+def test_parallel_decode_reports_bad_video(tmp_path: Path, extractor: PatchFeatureExtractor) -> None:
+    root = make_tiny_dataset(tmp_path / "d", n_train=2, n_test=0)
+    (root / "videos" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    write_manifest(root, [{"video": "videos/train_00.mp4", "split": "train", "label": 0},
+                          {"video": "videos/broken.mp4", "split": "train", "label": 0},
+                          {"video": "videos/train_01.mp4", "split": "train", "label": 1}])
+    report = extract_dataset(root, tmp_path / "f", extractor=extractor, progress=False, decode_workers=2)
+    assert sorted(report.done) == ["train_00", "train_01"] and list(report.failed) == ["broken"]

@@ -36,7 +36,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                              input_size=args.input_size, snippet_len=args.snippet_len, stride=args.stride,
                              passes=args.passes, motion=not args.no_motion, device=args.device,
                              batch_size=args.batch_size, splits=tuple(args.splits.split(",")),
-                             threads=args.threads)
+                             threads=args.threads, decode_workers=args.decode_workers)
     return 1 if report.failed else 0
 
 
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default="train,test")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process (default: cores / processes on this node)")
+    p.add_argument("--decode-workers", type=int, default=0,
+                   help="decode videos in this many processes (use with --device cuda)")
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("fit", help="train a model from video-level labels")

@@ -100,6 +100,129 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
     return feats, snippets, facts
 
 
+def _decode_worker(tasks, results, input_size, snippet_len, stride, chunk) -> None:
+    """Worker process: decode videos into chunks of uint8 snippets for the main process."""
+    import torch
+
+    torch.set_num_threads(1)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        index, source = task
+        try:
+            reader = VideoReader(source)
+            buffer, starts, n_frames, part = [], [], 0, 0
+            for start, snippet, n_real in iter_snippets(reader.frames(size=input_size), snippet_len, stride):
+                buffer.append(snippet)
+                starts.append(start)
+                n_frames = max(n_frames, start + n_real)
+                if len(buffer) == chunk:
+                    results.put((index, "chunk", (part, np.stack(buffer))))
+                    buffer, part = [], part + 1
+            if buffer:
+                results.put((index, "chunk", (part, np.stack(buffer))))
+                part += 1
+            if not starts:
+                raise VideoError("contains no frames", path=source)
+            facts = {"frame_count": n_frames, "fps": reader.fps, "width": reader.width, "height": reader.height}
+            results.put((index, "done", (part, starts, facts)))
+        except PatchvadError as exc:
+            results.put((index, "error", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+            results.put((index, "error", f"{source}: {type(exc).__name__}: {exc}"))
+
+
+def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor, batch_size: int = 8,
+                 decode_workers: int = 0) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
+    """Features of many videos, yielded as each finishes (not necessarily in order).
+
+    With ``decode_workers > 0`` videos are decoded by that many processes in parallel
+    and the backbone runs on batches that may mix videos (what a GPU needs: decoding
+    is the bottleneck there). Memory stays bounded: workers send chunks of snippets
+    through a bounded queue.
+
+    Yields:
+        ``(index, features (T, Gh, Gw, D) float32, snippet map, facts)`` per video, or
+        ``(index, None, None, error message)`` for a video that failed.
+    """
+    spec = extractor.spec
+    if decode_workers <= 0:
+        for index, source in enumerate(sources):
+            try:
+                feats, snippets, facts = extract_video(source, extractor, batch_size=batch_size)
+            except PatchvadError as exc:
+                yield index, None, None, str(exc)
+                continue
+            yield index, feats, snippets, facts
+        return
+
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")       # no forked torch/OpenMP state in workers
+    tasks = ctx.Queue()
+    results = ctx.Queue(maxsize=4 * decode_workers)
+    for index, source in enumerate(sources):
+        tasks.put((index, str(source)))
+    for _ in range(decode_workers):
+        tasks.put(None)
+    workers = [ctx.Process(target=_decode_worker, args=(tasks, results, spec.input_size, spec.snippet_len,
+                                                        spec.stride, batch_size), daemon=True)
+               for _ in range(decode_workers)]
+    for w in workers:
+        w.start()
+    parts: dict[int, dict[int, np.ndarray]] = {}
+    done_info: dict[int, tuple[int, list[int], dict]] = {}
+    pending: list[tuple[int, int, np.ndarray]] = []      # (video, part, snippets) awaiting the backbone
+    remaining = len(sources)
+
+    def flush(force: bool) -> None:
+        while pending and (force or sum(len(x) for _, _, x in pending) >= batch_size):
+            take, count = [], 0
+            while pending and count < batch_size:
+                take.append(pending.pop(0))
+                count += len(take[-1][2])
+            feats = extractor(np.concatenate([x for _, _, x in take]))
+            offset = 0
+            for vid, part, x in take:
+                parts.setdefault(vid, {})[part] = feats[offset:offset + len(x)]
+                offset += len(x)
+
+    try:
+        while remaining:
+            index, kind, payload = results.get()
+            if kind == "chunk":
+                pending.append((index, *payload))
+                flush(force=False)
+            elif kind == "error":
+                parts.pop(index, None)
+                pending[:] = [p for p in pending if p[0] != index]
+                remaining -= 1
+                yield index, None, None, payload
+            else:
+                done_info[index] = payload
+            # A video is finished when all its parts went through the backbone.
+            for vid in list(done_info):
+                n_parts, starts, facts = done_info[vid]
+                if any(p[0] == vid for p in pending):
+                    flush(force=True)
+                if len(parts.get(vid, {})) == n_parts:
+                    del done_info[vid]
+                    got = parts.pop(vid)
+                    feats = np.concatenate([got[k] for k in range(n_parts)])
+                    snippets = SnippetMap.build(facts["frame_count"], spec.snippet_len, spec.stride)
+                    remaining -= 1
+                    if snippets.starts.tolist() != starts:
+                        yield vid, None, None, f"{sources[vid]}: snippet layout mismatch"
+                    else:
+                        yield vid, feats, snippets, facts
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=5)
+
+
 @dataclass
 class ExtractReport:
     """What one extraction run did."""
@@ -131,7 +254,7 @@ def shard(entries: Sequence[VideoEntry], rank: int, world_size: int) -> list[Vid
 
 def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureExtractor | None = None,
                     splits: Sequence[str] = ("train", "test"), batch_size: int = 8, rank: int = 0,
-                    world_size: int = 1, progress: bool = True, verify: bool = True,
+                    world_size: int = 1, progress: bool = True, verify: bool = True, decode_workers: int = 0,
                     **extractor_kwargs) -> ExtractReport:
     """Extract features of every video of a dataset folder into ``out``.
 
@@ -144,6 +267,7 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
         extractor: a ready extractor; else one is built from ``extractor_kwargs``.
         splits: which splits to extract.
         rank, world_size: shard of this process (torchrun).
+        decode_workers: decode in that many processes (GPU extraction; see extract_many).
     """
     from tqdm import tqdm
 
@@ -153,21 +277,27 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
     entries = shard([e for e in dataset.entries if e.split in splits], rank, world_size)
     report = ExtractReport(out=Path(out))
     t0 = time.perf_counter()
-    bar = tqdm(entries, desc=f"extract[{rank}]" if world_size > 1 else "extract", unit="video",
+    bar = tqdm(total=len(entries), desc=f"extract[{rank}]" if world_size > 1 else "extract", unit="video",
                disable=not progress)
-    for entry in bar:
+    todo = []
+    for entry in entries:
         if store.is_complete(entry.stem, verify=verify):
             report.skipped.append(entry.stem)
+            bar.update(1)
             continue
         store.remove_partial(entry.stem)
-        try:
-            feats, snippets, facts = extract_video(entry.path, extractor, batch_size=batch_size)
-        except PatchvadError as exc:
-            report.failed[entry.stem] = str(exc)
+        todo.append(entry)
+    for index, feats, snippets, facts in extract_many([e.path for e in todo], extractor, batch_size=batch_size,
+                                                      decode_workers=decode_workers):
+        entry = todo[index]
+        bar.update(1)
+        if feats is None:
+            report.failed[entry.stem] = str(facts)
             continue
         store.write(entry.stem, feats, snippets, {"video": entry.video, **facts})
         report.done.append(entry.stem)
         report.frames += facts["frame_count"]
+    bar.close()
     report.seconds = time.perf_counter() - t0
     if world_size == 1:
         store.write_index()
@@ -176,7 +306,7 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
 
 def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int = 8,
                     splits: Sequence[str] = ("train", "test"), threads: int | None = None,
-                    **extractor_kwargs) -> ExtractReport:
+                    decode_workers: int = 0, **extractor_kwargs) -> ExtractReport:
     """``patchvad extract``: build the extractor, run it over the dataset, print a summary.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its deterministic shard
@@ -209,7 +339,7 @@ def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int 
         if distributed and rank != 0:
             dist.barrier()          # rank 0 creates the store's manifest first
         report = extract_dataset(root, out, extractor=extractor, splits=splits, batch_size=batch_size,
-                                 rank=rank, world_size=world_size)
+                                 rank=rank, world_size=world_size, decode_workers=decode_workers)
         if distributed and rank == 0:
             dist.barrier()
         if distributed:

@@ -100,12 +100,13 @@ class PatchFeatureExtractor:
         motion: add the pixel motion channels.
         device: torch device.
         pretrained: load the bundled weights (False: random, for tests).
+        amp: float16 autocast for the backbone (default: on for CUDA, off for CPU).
     """
 
     def __init__(self, backbone: str = "effnet-lite0", grid: int | tuple[int, int] = 14,
                  input_size: int | tuple[int, int] = 224, snippet_len: int = 16, stride: int | None = None,
                  passes: int = 2, motion: bool = True, device: str | torch.device = "cpu",
-                 pretrained: bool = True):
+                 pretrained: bool = True, amp: bool | None = None):
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone '{backbone}'; known: {sorted(BACKBONES)}")
         self.grid = _grid_tuple(grid)
@@ -116,6 +117,8 @@ class PatchFeatureExtractor:
         if not 1 <= passes <= snippet_len:
             raise ConfigError(f"passes must be in [1, snippet_len={snippet_len}], got {passes}")
         self.device = torch.device(device)
+        # Mixed precision on GPU only: CPU float16 convolutions are slow and inexact.
+        self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
         factory, groups = BACKBONES[backbone]
         self.model = factory(pretrained).to(self.device)
         channels: dict[str, list[int]] = {}
@@ -140,12 +143,17 @@ class PatchFeatureExtractor:
         Returns:
             ``(B, Gh, Gw, D)`` float32.
         """
-        x = torch.as_tensor(snippets).to(self.device, non_blocking=True)
+        x = torch.as_tensor(snippets)
+        if self.device.type == "cuda":
+            # Pinned host memory lets the copy overlap with the previous batch's compute.
+            x = x.pin_memory().to(self.device, non_blocking=True)
         if x.ndim != 5 or x.shape[-1] != 3:
             raise ValueError(f"expected (B, L, H, W, 3) snippets, got {tuple(x.shape)}")
         x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
         picked = x[:, self._pass_idx.to(x.device)]            # (B, P, 3, H, W)
-        parts = [self.model(picked, self.grid)]
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            appearance = self.model(picked, self.grid)
+        parts = [appearance.float()]
         if self.spec.motion:
             gray = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]) / 255.0
             parts.append(motion_features(gray, self.grid))
