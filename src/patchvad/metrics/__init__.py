@@ -1,0 +1,49 @@
+"""Evaluation metrics of EVALUATION.md (definitions and conventions: docs/metrics.md).
+
+Pure functions on arrays, plus thin accumulators that stream over videos:
+
+* frame level: :func:`frame_auc_micro`, :func:`frame_auc_macro` (UBnormal padding),
+  :func:`frame_ap_stepwise`, :func:`youden_threshold`, :func:`roc_curve`;
+* spatial: :func:`box_iou` (+1 pixel), :func:`rbdc_tbdc` (with its curves),
+  :func:`tiou`;
+* patch level: :func:`cell_labels_from_boxes`, :func:`pauc`, :func:`pap`;
+* folder level: :func:`evaluate_folder`, :func:`evaluate_command`.
+"""
+
+from patchvad.metrics.evaluate import METRIC_KEYS, MetricWarning, evaluate_command, evaluate_folder, format_table
+from patchvad.metrics.frame import (
+    FrameAccumulator,
+    UndefinedMetricError,
+    frame_ap_stepwise,
+    frame_auc,
+    frame_auc_macro,
+    frame_auc_micro,
+    padded_video_auc,
+    roc_curve,
+    youden_threshold,
+)
+from patchvad.metrics.patch import (
+    PatchAccumulator,
+    cell_labels_from_boxes,
+    cell_labels_per_frame,
+    pap,
+    patch_cell_scores,
+    pauc,
+)
+from patchvad.metrics.spatial import (
+    DetectionCurves,
+    SpatialAccumulator,
+    area_up_to,
+    box_iou,
+    paired_iou,
+    rbdc_tbdc,
+    tiou,
+)
+
+__all__ = [
+    "METRIC_KEYS", "DetectionCurves", "FrameAccumulator", "MetricWarning", "PatchAccumulator",
+    "SpatialAccumulator", "UndefinedMetricError", "area_up_to", "box_iou", "cell_labels_from_boxes",
+    "cell_labels_per_frame", "evaluate_command", "evaluate_folder", "format_table", "frame_ap_stepwise",
+    "frame_auc", "frame_auc_macro", "frame_auc_micro", "padded_video_auc", "paired_iou", "pap",
+    "patch_cell_scores", "pauc", "rbdc_tbdc", "roc_curve", "tiou", "youden_threshold",
+]

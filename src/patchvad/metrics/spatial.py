@@ -177,8 +177,8 @@ def _frames_needed(lengths: np.ndarray, alpha: float) -> np.ndarray:
     """Smallest integer m with ``m / length >= alpha`` (the float comparison itself).
 
     ``ceil(alpha * length)`` alone is off by one where ``alpha * length`` rounds up
-    (``0.1 * 30 = 3.0000000000000004``), so the candidate is corrected both ways
-    against the literal ratio test the definition states.
+    (``0.55 * 100 = 55.00000000000001`` although ``55 / 100 >= 0.55``), so the
+    candidate is corrected both ways against the literal ratio test of the definition.
     """
     m = np.ceil(alpha * lengths).astype(np.int64)
     m = np.where((m - 1) / lengths >= alpha, m - 1, m)

@@ -1,0 +1,1 @@
+"""Tests of patchvad.metrics and patchvad.predictions (a package, so basenames stay unique)."""
