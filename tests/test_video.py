@@ -115,3 +115,23 @@ def test_real_footage_probe() -> None:
     info = probe(SHARED_DATA / "vtest" / "vtest.avi")
     assert (info.frame_count, info.width, info.height) == (795, 768, 576)
     assert info.fps == pytest.approx(10.0)
+
+
+def test_frame_folder_reads_like_a_video(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "Test001"
+    folder.mkdir()
+    for i in (1, 2, 10):                     # natural order: 1, 2, 10 (not 1, 10, 2)
+        Image.fromarray(np.full((24, 36), i * 20, np.uint8)).save(folder / f"{i:d}.tif")
+    (folder / "._1.tif").write_bytes(b"resource fork")   # hidden: skipped
+    (folder / "Thumbs.db").write_bytes(b"x")              # not an image: skipped
+    info = probe(folder)
+    assert (info.frame_count, info.width, info.height, info.codec) == (3, 36, 24, "images")
+    frames = VideoReader(folder).read_all(size=(18, 12))
+    assert frames.shape == (3, 12, 18, 3)
+    assert [int(f[0, 0, 0]) for f in frames] == [20, 40, 200]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match="empty: frame folder holds no images"):
+        probe(empty)

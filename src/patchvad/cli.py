@@ -50,7 +50,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from patchvad.data.adapters import prepare_command
 
-    prepare_command(args.dataset, Path(args.source), Path(args.out), copy_videos=args.copy, strict=not args.lenient)
+    prepare_command(args.dataset, Path(args.source), Path(args.out), copy_videos=args.copy, strict=not args.lenient,
+                    frames_as=args.frames_as, options=args.option, workers=args.workers)
     return 0
 
 
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--copy", action="store_true", help="copy videos into the folder instead of referencing")
     p.add_argument("--lenient", action="store_true", help="report count mismatches instead of failing")
+    p.add_argument("--frames-as", choices=["folder", "mp4"], default="folder",
+                   help="reference frame folders as they are (default) or transcode them to mp4")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, e.g. hold=16 (UCF-Crime boxes held for 16 frames); see docs/datasets.md")
+    p.add_argument("--workers", type=int, default=4, help="parallel probes of video files")
     p.set_defaults(func=_cmd_prepare)
     return parser
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,49 @@ import numpy as np
 from patchvad.errors import VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+# Frame folders (UCSD Ped, ShanghaiTech test, Street Scene, Avenue) carry no frame rate.
+FRAME_FOLDER_FPS = 25.0
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders ``2.jpg`` before ``10.jpg`` (numbers compared as numbers)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
+
+
+def is_hidden(name: str) -> bool:
+    """Dotfiles, including macOS ``._name`` resource forks shipped inside some zips."""
+    return name.startswith(".")
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    """Image files of a frame folder in temporal (natural) order.
+
+    Hidden files (``._001.tif``) and non-images (``Thumbs.db``) are skipped: several
+    distributions of UCSD Ped1/Ped2 carry them, and counting them would shift every
+    frame index after them.
+    """
+    folder = Path(folder)
+    try:
+        entries = [p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name) and p.is_file()]
+    except OSError as exc:
+        raise VideoError(f"cannot list frame folder ({exc.strerror or exc})", path=folder) from exc
+    return sorted(entries, key=lambda p: natural_key(p.name))
+
+
+def _image(path: Path, size: tuple[int, int] | None, gray: bool) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if gray else "RGB")
+            if size is not None and img.size != tuple(size):
+                img = img.resize((int(size[0]), int(size[1])), Image.Resampling.BOX)
+            return np.asarray(img)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise VideoError(f"cannot read frame image ({exc})", path=path) from exc
 
 
 @dataclass(frozen=True)
@@ -46,7 +90,7 @@ def _open(source: str | Path, options: dict | None = None) -> av.container.Input
         if not path.exists():
             raise VideoError("file not found", path=path)
         if path.is_dir():
-            raise VideoError("is a folder, not a video file", path=path)
+            raise VideoError("is a folder without images, not a video file", path=path)
         if path.stat().st_size == 0:
             raise VideoError("empty file (0 bytes)", path=path)
     try:
@@ -80,6 +124,13 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
     Raises:
         VideoError: missing, empty, undecodable, or zero frames.
     """
+    if not _is_url(path) and Path(path).is_dir():
+        files = list_frame_files(path)
+        if not files:
+            raise VideoError("frame folder holds no images", path=path)
+        first = _image(files[0], None, gray=False)
+        return VideoInfo(str(path), len(files), FRAME_FOLDER_FPS, int(first.shape[1]), int(first.shape[0]),
+                         "images")
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -108,7 +159,7 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
 
 
 class VideoReader:
-    """Sequential frame access to one video file or stream.
+    """Sequential frame access to one video file, stream, or folder of frame images.
 
     Example::
 
@@ -120,6 +171,13 @@ class VideoReader:
     def __init__(self, source: str | Path, options: dict | None = None):
         self.source = str(source)
         self._options = options
+        self._frame_files: list[Path] | None = None
+        if not _is_url(source) and Path(source).is_dir():
+            # A folder of frame images (natural order) reads like a video.
+            info = probe(source)
+            self._frame_files = list_frame_files(source)
+            self.fps, self.width, self.height, self.codec = info.fps, info.width, info.height, info.codec
+            return
         container = _open(source, options)
         stream = container.streams.video[0]
         self.fps = _fps(stream)
@@ -147,6 +205,10 @@ class VideoReader:
         Raises:
             VideoError: the stream is corrupt or truncated (names the frame index reached).
         """
+        if self._frame_files is not None:
+            for path in self._frame_files:
+                yield _image(path, size, gray)
+            return
         container = _open(self.source, self._options)
         fmt = "gray" if gray else "rgb24"
         index = 0
