@@ -289,7 +289,8 @@ class VideoWriter:
         self._tmp = Path(tmp)
         self.frame_count = 0
         try:
-            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+            # faststart: the index goes first, so a browser can play the file while it loads.
+            self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "faststart"})
             rate = Fraction(fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width = self._even_w
