@@ -25,7 +25,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from patchvad.data.synth import synth_command
 
     synth_command(Path(args.root), train=args.train, test=args.test, seed=args.seed, preset=args.preset,
-                  workers=args.workers)
+                  workers=args.workers, overwrite=args.overwrite)
     return 0
 
 
@@ -77,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark")
     p.add_argument("root")
-    p.add_argument("--train", type=int, default=240)
-    p.add_argument("--test", type=int, default=60)
+    p.add_argument("--train", type=int, default=None, help="training videos (default: the preset's)")
+    p.add_argument("--test", type=int, default=None, help="test videos (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="default")
+    p.add_argument("--preset", default="default", help="default (alias demo), large, tiny; see docs/synthetic.md")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark in ROOT")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=_cmd_synth)
 

@@ -273,10 +273,12 @@ class VideoWriter:
     Frames go to a temporary file beside the target, renamed into place by
     :meth:`close`; a crash mid-way leaves no partial file under the final name.
     Odd sizes are padded to even (H.264 4:2:0 needs even dimensions).
+    ``threads=1`` makes the bytes depend only on the frames (x264's output differs
+    with its thread count); the default lets x264 choose.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 23,
-                 preset: str = "veryfast"):
+                 preset: str = "veryfast", threads: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.width, self.height = int(size[0]), int(size[1])
@@ -296,7 +298,10 @@ class VideoWriter:
             self._stream.width = self._even_w
             self._stream.height = self._even_h
             self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+            self._stream.options = {"crf": str(crf), "preset": preset, "bf": "0",
+                                    **({"threads": str(threads)} if threads else {})}
+            if threads:
+                self._stream.codec_context.thread_count = int(threads)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._tmp.unlink(missing_ok=True)
             raise VideoError(f"cannot create H.264 writer: {exc}", path=path) from exc

@@ -1,0 +1,244 @@
+"""Generate a synthetic benchmark into the generic dataset folder layout.
+
+    ROOT/manifest.csv                 video,split,label,class,frames,fps,width,height
+    ROOT/videos/train/train_0000.mp4  H.264 mp4, one per video
+    ROOT/videos/test/test_0000.mp4
+    ROOT/tracks/test_XXXX.csv         anomalous test videos only
+    ROOT/frame_labels/test_XXXX.npy   every test video (all zeros for normal ones)
+    ROOT/synth.json                   seed, preset, parameters, per-test-video event record
+
+Weak supervision is kept on disk: for a training video only its video-level label
+exists (manifest ``class`` is ``normal`` or ``anomalous``); its anomaly type, time
+span and boxes are never written, not even in synth.json. Training videos' ground
+truth is computed nowhere: the worker that renders a training video does not even
+collect its tracks.
+
+Determinism: a video depends only on (seed, split, index) and the config; videos can
+be rendered by any number of worker processes, and x264 runs single-threaded, so two
+runs with one seed give byte-identical files (same platform and library versions).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from patchvad.data.folder import MANIFEST, write_frame_labels, write_manifest, write_tracks
+from patchvad.data.synth.config import ANOMALY_TYPES, PRESETS, SynthConfig, resolve_preset
+from patchvad.data.synth.render import VideoSpec, build_scene, write_scene
+from patchvad.errors import ConfigError, DatasetError
+from patchvad.io.files import atomic_write_json
+
+__all__ = ["ANOMALY_TYPES", "PRESETS", "generate_benchmark", "plan_benchmark", "synth_command"]
+
+RECORD = "synth.json"
+RECORD_FORMAT = "patchvad-synth"
+RECORD_VERSION = 1
+_SPLIT_CODE = {"train": 0, "test": 1}
+
+
+def _type_cycle(rng: np.random.Generator, types: tuple[str, ...]) -> Iterator[str]:
+    """Types in successive random permutations: every run of len(types) holds each once."""
+    while True:
+        for k in rng.permutation(len(types)):
+            yield types[int(k)]
+
+
+def plan_benchmark(n_train: int, n_test: int, seed: int, preset: str | SynthConfig = "default") -> list[VideoSpec]:
+    """The plan of every video (test videos first, then training videos).
+
+    About ``anomalous_fraction`` of each split is anomalous (shuffled). Anomaly types
+    are dealt from successive random permutations, test videos first: the test split
+    covers every type as soon as it has as many anomalous videos as there are types,
+    and the benchmark as a whole (train + test) does likewise.
+
+    Raises:
+        ConfigError: negative counts, no videos, or an invalid preset.
+    """
+    config = resolve_preset(preset)
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise ConfigError(f"need a non-negative number of training and test videos, and at least one "
+                          f"video in all; got train={n_train}, test={n_test}")
+    rng = np.random.default_rng([int(seed), 0x5E7])
+    anomalies = _type_cycle(rng, config.anomaly_types)
+    counterparts = _type_cycle(rng, config.anomaly_types)
+    specs: list[VideoSpec] = []
+    for split, count in (("test", n_test), ("train", n_train)):
+        n_anom = int(round(count * config.anomalous_fraction))
+        if count >= 2:
+            n_anom = min(max(n_anom, 1), count - 1)   # both classes in every split of 2+ videos
+        labels = rng.permutation(np.array([1] * n_anom + [0] * (count - n_anom), dtype=np.int64))
+        width = max(4, len(str(max(count - 1, 0))))
+        for index, label in enumerate(labels.tolist()):
+            kind = next(anomalies) if label else next(counterparts)
+            specs.append(VideoSpec(
+                stem=f"{split}_{index:0{width}d}", split=split, index=index, label=int(label), kind=kind,
+                frames=int(rng.integers(config.frames[0], config.frames[1] + 1)),
+                camera=int(rng.integers(config.n_cameras)),
+                seed=(int(seed), _SPLIT_CODE[split], index)))
+    return specs
+
+
+def video_path(spec: VideoSpec) -> str:
+    """Path of a video relative to the dataset root."""
+    return f"videos/{spec.split}/{spec.stem}.mp4"
+
+
+def _produce(job: tuple[VideoSpec, SynthConfig, str]) -> dict:
+    """Render, encode and (test videos only) annotate one video. Runs in a worker."""
+    spec, config, root = job
+    scene = build_scene(spec, config)
+    frames = write_scene(scene, Path(root) / video_path(spec))
+    result = {"stem": spec.stem, "frames": frames}
+    if spec.split == "test":
+        rows = scene.tracks() if spec.label == 1 else np.zeros((0, 6), dtype=np.int64)
+        if spec.label == 1 and rows.shape[0] == 0:  # pragma: no cover - guarded by the builders
+            raise DatasetError(f"anomaly '{spec.kind}' of {spec.stem} never became visible")
+        result["rows"] = rows
+        result["labels"] = scene.frame_labels(rows)
+    return result
+
+
+def _prepare_root(root: Path, overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise DatasetError("exists and is not a folder", path=root)
+    if root.exists() and any(root.iterdir()):
+        if not (root / RECORD).is_file():
+            raise DatasetError("folder is not empty and holds no earlier synthetic benchmark "
+                               f"({RECORD}); choose an empty or new folder", path=root)
+        if not overwrite:
+            raise DatasetError("folder already holds a synthetic benchmark; pass overwrite=True "
+                               "(CLI: --overwrite) to replace it", path=root)
+        # Remove only what this generator writes, so nothing unrelated is lost.
+        for name in ("videos", "tracks", "frame_labels"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        for name in (MANIFEST, RECORD):
+            (root / name).unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress) -> list[dict]:
+    results: list[dict] = []
+    if workers <= 1 or len(jobs) <= 1:
+        for k, job in enumerate(jobs):
+            results.append(_produce(job))
+            if progress:
+                progress(k + 1, len(jobs))
+        return results
+    # "spawn": a clean interpreter per worker (no inherited threads or torch state).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for k, result in enumerate(pool.map(_produce, jobs, chunksize=1)):
+            results.append(result)
+            if progress:
+                progress(k + 1, len(jobs))
+    return results
+
+
+def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, preset: str | SynthConfig = "default",
+                       workers: int = 1, overwrite: bool = False, progress=None) -> Path:
+    """Generate a synthetic benchmark folder and return its root.
+
+    Args:
+        root: output folder; created if missing. It must be empty, or hold an earlier
+            synthetic benchmark and ``overwrite`` be set.
+        n_train, n_test: number of training and test videos.
+        seed: seeds every video; one seed always gives byte-identical files.
+        preset: a name in :data:`PRESETS` or a :class:`SynthConfig`.
+        workers: processes that render and encode videos in parallel (the output does
+            not depend on it).
+        overwrite: replace an earlier synthetic benchmark in ``root``.
+        progress: optional callable ``(done, total)`` called after each video.
+
+    Raises:
+        ConfigError: unknown preset, invalid values or counts.
+        DatasetError: ``root`` is not usable.
+        VideoError: a video could not be encoded.
+    """
+    config = resolve_preset(preset)
+    preset_name = preset if isinstance(preset, str) else config.name
+    specs = plan_benchmark(n_train, n_test, seed, config)
+    root = Path(root)
+    _prepare_root(root, overwrite)
+    workers = max(1, int(workers))
+    results = _run_jobs([(spec, config, str(root)) for spec in specs], workers, progress)
+
+    test_records = []
+    for spec, result in zip(specs, results):
+        if spec.split != "test":
+            continue
+        rows, labels = result["rows"], result["labels"]
+        write_frame_labels(root, spec.stem, labels)
+        record = {"video": video_path(spec), "label": spec.label, "class": spec.kind if spec.label else "normal",
+                  "frames": result["frames"], "camera": spec.camera}
+        if spec.label:
+            write_tracks(root, spec.stem, rows)
+            record.update({"event_start": int(rows[:, 1].min()), "event_end": int(rows[:, 1].max()),
+                           "labelled_frames": int(labels.sum()), "tracks": int(np.unique(rows[:, 0]).size)})
+        test_records.append(record)
+    counts = {split: sum(1 for s in specs if s.split == split) for split in ("train", "test")}
+    anomalous = {split: sum(s.label for s in specs if s.split == split) for split in ("train", "test")}
+    atomic_write_json(root / RECORD, {
+        "format": RECORD_FORMAT,
+        "version": RECORD_VERSION,
+        "seed": int(seed),
+        "preset": preset_name,
+        "parameters": config.to_dict(),
+        "counts": {"train": counts["train"], "train_anomalous": anomalous["train"],
+                   "test": counts["test"], "test_anomalous": anomalous["test"]},
+        "conventions": {
+            "boxes": "inclusive xyxy pixels, 0-based frame ids; tight amodal box of the whole drawn object",
+            "visibility": "a row exists for an event frame when >= 25% of the object is inside the frame",
+            "fighting": "one track per fighter (track ids 1 and 2)",
+            "left_object": "the bag only, from release until pick-up or the end of the video",
+            "training_videos": "only the video-level label is recorded (manifest); no type, span or box",
+        },
+        "test_videos": test_records,
+    })
+    rows = []
+    for spec, result in zip(specs, results):
+        cls = (spec.kind if spec.label else "normal") if spec.split == "test" else (
+            "anomalous" if spec.label else "normal")
+        rows.append({"video": video_path(spec), "split": spec.split, "label": spec.label, "class": cls,
+                     "frames": result["frames"], "fps": config.fps, "width": config.width,
+                     "height": config.height})
+    # Train rows first in the manifest (the usual reading order); the manifest is
+    # written last, so an interrupted run never looks like a finished dataset.
+    rows.sort(key=lambda r: (r["split"] != "train", r["video"]))
+    write_manifest(root, rows)
+    return root
+
+
+def synth_command(root: str | Path, train: int | None = None, test: int | None = None, seed: int = 0,
+                  preset: str = "default", workers: int | None = None, overwrite: bool = False) -> int:
+    """``patchvad synth ROOT --train N --test M --seed S [--preset NAME]``.
+
+    Counts default to the preset's ``default_train`` / ``default_test``; ``workers``
+    defaults to the number of CPU cores. Prints a one-line summary; returns the
+    exit status (0). Errors are raised as PatchvadError for the CLI to report.
+    """
+    config = resolve_preset(preset)
+    n_train = config.default_train if train is None else int(train)
+    n_test = config.default_test if test is None else int(test)
+    if workers is None:
+        workers = max(1, multiprocessing.cpu_count())
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rsynth: {done}/{total} videos", end="" if done < total else "\n", file=sys.stderr)
+
+    out = generate_benchmark(root, n_train, n_test, seed, preset=preset, workers=workers, overwrite=overwrite,
+                             progress=progress)
+    seconds = time.perf_counter() - started
+    frames = sum(spec.frames for spec in plan_benchmark(n_train, n_test, seed, config))
+    print(f"synth: wrote {n_train} training and {n_test} test videos ({frames} frames, preset "
+          f"'{preset}', seed {seed}) to {out} in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
+    return 0

@@ -1,0 +1,405 @@
+"""Scenes: fixed cameras (street layouts painted once) and per-video camera variation.
+
+A camera is a painted background with a pedestrian walkway (one-way flow: the
+dominant direction that defines "wrong way"), a two-lane road beside it, grass, and
+static structures (buildings, trees, benches, bollards). Layouts are either
+horizontal (walkway and road run left-right, people seen from the side, a far side at
+the top) or vertical (they run top-bottom, people walk towards or away from the
+camera). Object size grows from the top of the frame to the bottom (a linear ground-
+plane perspective scale).
+
+Geometry is kept in *along / cross* coordinates: ``along`` runs with the walkway and
+road (x for horizontal, y for vertical layouts), ``cross`` runs across them. Every
+video crops the camera's canvas at a small random offset (the camera was re-mounted),
+so structures do not sit on the same pixels in every video, and gets its own
+brightness gain, offset, colour tint and sensor-noise level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from patchvad.data.synth.config import SynthConfig
+
+#: Canvas border in px on every side; a video's crop moves by up to +-MARGIN.
+MARGIN = 6
+#: Noise fields per video; each frame takes one at a random offset (cheap, never repeats visibly).
+NOISE_BANK = 6
+NOISE_PAD = 16
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A fixed street layout and its painted canvas (canvas coordinates).
+
+    Attributes:
+        index: camera number within the preset.
+        orient: ``"h"`` (walkway runs along x) or ``"v"`` (along y).
+        flow: +1 or -1, the walkway's one-way direction along its axis.
+        walk: painted walkway extent across (lo, hi).
+        road: painted road extent across (lo, hi).
+        lanes: per lane (anchor position across, driving direction along).
+        perspective: scale at the top and at the bottom of the frame.
+        canvas: float32 ``(H + 2*MARGIN, W + 2*MARGIN, 3)`` background.
+    """
+
+    index: int
+    orient: str
+    flow: int
+    walk: tuple[float, float]
+    road: tuple[float, float]
+    lanes: tuple[tuple[float, int], ...]
+    perspective: tuple[float, float]
+    canvas: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera as one video sees it: geometry in that video's frame coordinates."""
+
+    width: int
+    height: int
+    orient: str
+    flow: int
+    walk: tuple[float, float]
+    feet: tuple[float, float]
+    road: tuple[float, float]
+    lanes: tuple[tuple[float, int], ...]
+    perspective: tuple[float, float]
+
+    @property
+    def length(self) -> int:
+        """Frame extent along the walkway (px)."""
+        return self.width if self.orient == "h" else self.height
+
+    @property
+    def cross_size(self) -> int:
+        return self.height if self.orient == "h" else self.width
+
+    def xy(self, along, cross):
+        """Frame (x, y) of along/cross coordinates (scalars or arrays)."""
+        return (along, cross) if self.orient == "h" else (cross, along)
+
+    def scale_y(self, y):
+        """Perspective scale at frame row ``y`` (scalar or array)."""
+        top, bottom = self.perspective
+        return top + (bottom - top) * np.clip(np.asarray(y, dtype=np.float64) / self.height, 0.0, 1.0)
+
+    def scale_at(self, along, cross):
+        """Perspective scale at along/cross coordinates."""
+        return self.scale_y(cross if self.orient == "h" else along)
+
+    def road_side(self) -> int:
+        """+1 when the road lies at larger cross positions than the walkway, else -1."""
+        return 1 if self.road[0] > self.walk[0] else -1
+
+    def near_lane(self) -> int:
+        """Index of the lane next to the walkway."""
+        dists = [abs(c - (self.walk[1] if self.road_side() > 0 else self.walk[0])) for c, _ in self.lanes]
+        return int(np.argmin(dists))
+
+
+@dataclass(frozen=True)
+class Photometry:
+    """Per-video camera response: ``out = gain * tint * in + offset`` (8-bit levels)."""
+
+    gain: float
+    tint: tuple[float, float, float]
+    offset: float
+    noise_sigma: float
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Float or uint8 RGB -> uint8 RGB under this camera response."""
+        scale = self.gain * np.asarray(self.tint, dtype=np.float32)
+        out = np.asarray(image, dtype=np.float32) * scale + np.float32(self.offset)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def colour(self, rgb) -> tuple[int, int, int]:
+        """One colour under this camera response (sprites get the same response as the ground)."""
+        out = self.apply(np.asarray(rgb, dtype=np.float32).reshape(1, 3))
+        return int(out[0, 0]), int(out[0, 1]), int(out[0, 2])
+
+
+# --- painting ----------------------------------------------------------------------
+
+_GRASS = [(78, 122, 58), (92, 132, 66), (118, 128, 76), (104, 118, 70)]
+_PAVING = [(176, 172, 164), (188, 176, 152), (160, 102, 86), (196, 186, 160), (150, 150, 152)]
+_FACADE = [(182, 170, 150), (150, 92, 72), (200, 198, 192), (122, 126, 138), (170, 150, 120)]
+_ROOF = [(120, 70, 60), (96, 96, 104), (140, 132, 120), (80, 84, 92)]
+
+
+def _value_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
+    """Smooth noise in [-1, 1]: a random lattice with spacing ``cell`` px, bilinearly upsampled."""
+    h, w = shape
+    gh, gw = int(h / cell) + 2, int(w / cell) + 2
+    grid = rng.uniform(-1.0, 1.0, (gh, gw)).astype(np.float32)
+    ys = np.arange(h, dtype=np.float32) / cell
+    xs = np.arange(w, dtype=np.float32) / cell
+    y0 = ys.astype(np.int64)
+    x0 = xs.astype(np.int64)
+    fy = (ys - y0)[:, None]
+    fx = (xs - x0)[None, :]
+    a = grid[y0][:, x0]
+    b = grid[y0][:, x0 + 1]
+    c = grid[y0 + 1][:, x0]
+    d = grid[y0 + 1][:, x0 + 1]
+    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+def _jitter(rng: np.random.Generator, rgb, amount: float = 10.0) -> np.ndarray:
+    return np.clip(np.asarray(rgb, dtype=np.float32) + rng.uniform(-amount, amount, 3), 0, 255)
+
+
+def _texture(rng, shape, base, coarse: float, fine: float) -> np.ndarray:
+    """A base colour with coarse and fine luminance variation, ``(h, w, 3)`` float32."""
+    lum = coarse * _value_noise(rng, shape, 22.0) + 0.5 * coarse * _value_noise(rng, shape, 7.0)
+    lum += fine * rng.standard_normal(shape).astype(np.float32)
+    return np.asarray(base, dtype=np.float32)[None, None, :] + lum[:, :, None]
+
+
+def _paint_band(img, lo: float, hi: float, tex: np.ndarray) -> None:
+    a, b = int(round(lo)), int(round(hi))
+    img[a:b] = tex[a:b]
+
+
+def _paint_walkway(rng, img, lo: float, hi: float) -> None:
+    """Paving: tiles with darker joints and a little per-tile shade (texture for the model)."""
+    c, n = img.shape[:2]
+    base = _jitter(rng, _PAVING[rng.integers(len(_PAVING))], 8)
+    tex = _texture(rng, (c, n), base, 6.0, 3.0)
+    tile = int(rng.integers(10, 16))
+    a, b = int(round(lo)), int(round(hi))
+    rows = np.arange(c)[:, None]
+    cols = np.arange(n)[None, :]
+    shade = rng.uniform(-5, 5, (c // tile + 2, n // tile + 2)).astype(np.float32)
+    tex += shade[(rows // tile), (cols // tile)][:, :, None]
+    joints = ((rows - a) % tile == 0) | (cols % tile == 0)
+    tex[np.broadcast_to(joints, (c, n))] *= 0.82
+    img[a:b] = tex[a:b]
+    img[a:a + 2] *= 0.7   # kerb shadow lines make the walkway edges visible
+    img[b - 2:b] *= 0.7
+
+
+def _paint_road(rng, img, lo: float, hi: float) -> None:
+    """Asphalt with patches, white edge lines and a dashed centre line."""
+    c, n = img.shape[:2]
+    grey = float(rng.uniform(68, 92))
+    tex = _texture(rng, (c, n), (grey, grey, grey + 3), 5.0, 4.0)
+    a, b = int(round(lo)), int(round(hi))
+    img[a:b] = tex[a:b]
+    img[a:a + 3] = 168.0           # kerb stones
+    img[b - 3:b] = 168.0
+    img[a + 5:a + 6] = 225.0       # edge lines
+    img[b - 6:b - 5] = 225.0
+    mid = (a + b) // 2
+    dash, gap = int(rng.integers(10, 16)), int(rng.integers(8, 14))
+    start = int(rng.integers(0, dash + gap))
+    for s in range(-start, n, dash + gap):
+        img[mid - 1:mid + 1, max(s, 0):max(s + dash, 0)] = (230.0, 226.0, 200.0)
+
+
+def _paint_buildings_side(rng, img, lo: float, hi: float) -> None:
+    """Building facades with window grids standing on the far edge (horizontal layouts)."""
+    n = img.shape[1]
+    a, b = int(round(lo)), int(round(hi))
+    sky = np.linspace(200, 170, max(b - a, 1), dtype=np.float32)[:, None]
+    img[a:b] = np.concatenate([sky * 0.85, sky * 0.92, sky], axis=1)[:, None, :]
+    x = -int(rng.integers(0, 30))
+    while x < n:
+        bw = int(rng.integers(40, 110))
+        top = a + int(rng.integers(0, max(1, int(0.45 * (b - a)))))
+        colour = _jitter(rng, _FACADE[rng.integers(len(_FACADE))], 10)
+        x0, x1 = max(x, 0), min(x + bw, n)
+        if x1 > x0:
+            img[top:b, x0:x1] = _texture(rng, (b - top, x1 - x0), colour, 4.0, 2.0)
+            img[top:top + 3, x0:x1] *= 0.7
+            win_w, win_h = int(rng.integers(5, 8)), int(rng.integers(6, 9))
+            pitch_x, pitch_y = win_w + int(rng.integers(5, 9)), win_h + int(rng.integers(5, 8))
+            glass = _jitter(rng, (70, 84, 100), 8)
+            for wy in range(top + 6, b - win_h - 8, pitch_y):
+                for wx in range(x + 5, x + bw - win_w - 3, pitch_x):
+                    wx0, wx1 = max(wx, 0), min(wx + win_w, n)
+                    if wx1 > wx0:
+                        lit = 1.5 if rng.random() < 0.12 else 1.0
+                        img[wy:wy + win_h, wx0:wx1] = glass * lit
+            door = x + bw // 2
+            d0, d1 = max(door - 4, 0), min(door + 4, n)
+            if d1 > d0:
+                img[b - 12:b, d0:d1] = colour * 0.45
+            img[top:b, x0:min(x0 + 1, n)] *= 0.75
+        x += bw + int(rng.integers(0, 12))
+
+
+def _paint_roofs(rng, img, lo: float, hi: float) -> None:
+    """Roofs seen from above (vertical layouts): rectangles with a ridge line and a shadow."""
+    n = img.shape[1]
+    a, b = int(round(lo)), int(round(hi))
+    if b - a < 12:
+        return
+    y = -int(rng.integers(0, 20))
+    while y < n:
+        length = int(rng.integers(40, 90))
+        inset = int(rng.integers(2, 8))
+        colour = _jitter(rng, _ROOF[rng.integers(len(_ROOF))], 10)
+        y0, y1 = max(y, 0), min(y + length, n)
+        r0, r1 = a + inset, b - inset
+        if y1 > y0 and r1 > r0 + 4:
+            img[r0:r1, y0:y1] = _texture(rng, (r1 - r0, y1 - y0), colour, 4.0, 2.0)
+            mid = (r0 + r1) // 2
+            img[mid:mid + 1, y0:y1] *= 0.7
+            img[r1:min(r1 + 3, b), y0:y1] *= 0.7
+        y += length + int(rng.integers(4, 14))
+
+
+def _stamp_disc(img, cy: float, cx: float, r: float, colour, shade: float = 0.0) -> None:
+    c, n = img.shape[:2]
+    y0, y1 = max(int(cy - r - 1), 0), min(int(cy + r + 2), c)
+    x0, x1 = max(int(cx - r - 1), 0), min(int(cx + r + 2), n)
+    if y1 <= y0 or x1 <= x0:
+        return
+    yy = np.arange(y0, y1)[:, None] - cy
+    xx = np.arange(x0, x1)[None, :] - cx
+    d2 = (yy ** 2 + xx ** 2) / (r * r)
+    m = d2 <= 1.0
+    region = img[y0:y1, x0:x1]
+    col = np.asarray(colour, dtype=np.float32)
+    region[m] = col * (1.0 + shade * (0.5 - d2[m]))[:, None]
+
+
+def _free_spots(rng, zones: list[tuple[float, float]], n_along: int, count: int, r: float):
+    """Random (cross, along) points inside the given cross zones, at least r from their edges."""
+    spots = []
+    usable = [(lo + r, hi - r) for lo, hi in zones if hi - lo > 2 * r + 2]
+    for _ in range(count):
+        if not usable:
+            break
+        lo, hi = usable[rng.integers(len(usable))]
+        spots.append((float(rng.uniform(lo, hi)), float(rng.uniform(0, n_along))))
+    return spots
+
+
+def make_camera(config: SynthConfig, index: int) -> Camera:
+    """Paint camera ``index`` of a preset (deterministic in ``config.scene_seed`` and index).
+
+    Cameras 2, 5, 8, ... are vertical layouts, the others horizontal, so every preset
+    with three or more cameras has both kinds.
+    """
+    rng = np.random.default_rng([config.scene_seed, 7919, index])
+    orient = "v" if index % 3 == 2 else "h"
+    H, W = config.height + 2 * MARGIN, config.width + 2 * MARGIN
+    cross_n, along_n = (H, W) if orient == "h" else (W, H)
+    C = float(config.height if orient == "h" else config.width)
+    m = float(MARGIN)
+    frac = lambda lo, hi: float(rng.uniform(lo, hi)) * C  # noqa: E731
+    if orient == "h":
+        road_far = bool(rng.random() < 0.5)
+        top = frac(0.16, 0.22)
+        if road_far:
+            r0 = top + frac(0.0, 0.03)
+            r1 = r0 + frac(0.20, 0.25)
+            w0 = r1 + frac(0.03, 0.05)
+            w1 = w0 + frac(0.27, 0.33)
+        else:
+            w0 = top + frac(0.02, 0.05)
+            w1 = w0 + frac(0.27, 0.33)
+            r0 = w1 + frac(0.03, 0.05)
+            r1 = r0 + frac(0.20, 0.25)
+        walk, road = (w0 + m, w1 + m), (r0 + m, r1 + m)
+        rw = road[1] - road[0]
+        # Side view: a car's anchor is where its wheels touch the road.
+        lane_pos = (road[0] + 0.45 * rw, road[0] + 0.90 * rw)
+        buildings = (0.0, top + m)
+    else:
+        ww, g, rw = frac(0.25, 0.31), frac(0.02, 0.04), frac(0.20, 0.25)
+        span = ww + g + rw
+        left = float(rng.uniform(0.08 * C, C - span - 0.08 * C))
+        road_right = bool(rng.random() < 0.5)
+        if road_right:
+            walk = (left + m, left + ww + m)
+            road = (walk[1] + g, walk[1] + g + rw)
+        else:
+            road = (left + m, left + rw + m)
+            walk = (road[1] + g, road[1] + g + ww)
+        # Top view: a car's anchor is its centre.
+        lane_pos = (road[0] + 0.28 * (road[1] - road[0]), road[0] + 0.72 * (road[1] - road[0]))
+        buildings = (0.0, min(walk[0], road[0]) - 14.0)
+    flow = 1 if rng.random() < 0.5 else -1
+    first_dir = 1 if rng.random() < 0.5 else -1
+    lanes = ((lane_pos[0], first_dir), (lane_pos[1], -first_dir))
+    perspective = (float(rng.uniform(0.74, 0.84)), float(rng.uniform(1.04, 1.14)))
+
+    img = _texture(rng, (cross_n, along_n), _jitter(rng, _GRASS[rng.integers(len(_GRASS))], 10), 12.0, 5.0)
+    # A second, darker grass species in patches.
+    patches = _value_noise(rng, (cross_n, along_n), 30.0)
+    img *= (1.0 - 0.08 * (patches > 0.3))[:, :, None]
+    _paint_road(rng, img, *road)
+    _paint_walkway(rng, img, *walk)
+    strip = (min(walk[1], road[1]), max(walk[0], road[0]))
+    if strip[1] - strip[0] >= 3:
+        img[int(round(strip[0])):int(round(strip[1]))] = _texture(
+            rng, (int(round(strip[1])) - int(round(strip[0])), along_n), (150, 150, 146), 3.0, 3.0)
+        # Bollards on the strip between road and walkway.
+        step = int(rng.integers(28, 48))
+        for s in range(int(rng.integers(0, step)), along_n, step):
+            _stamp_disc(img, (strip[0] + strip[1]) / 2, s, 1.6, (60, 60, 64))
+    if orient == "h":
+        _paint_buildings_side(rng, img, *buildings)
+    else:
+        _paint_roofs(rng, img, *buildings)
+        far = (max(walk[1], road[1]) + 14.0, float(cross_n))
+        _paint_roofs(rng, img, *far)
+    # Trees and benches only where grass is, so no agent ever walks "through" them.
+    lo_edge = min(walk[0], road[0])
+    hi_edge = max(walk[1], road[1])
+    # (Top views let trees overhang roofs; side views keep them on the open grass.)
+    first = 0.0 if orient == "v" else buildings[1] + 2
+    grass_zones = [(first, lo_edge - 2), (hi_edge + 2, float(cross_n))]
+    for cy, cx in _free_spots(rng, grass_zones, along_n, int(rng.integers(3, 8)), 9.0):
+        r = float(rng.uniform(5, 9))
+        _stamp_disc(img, cy + 2, cx + 2, r, (40, 60, 35))           # shadow
+        _stamp_disc(img, cy, cx, r, _jitter(rng, (52, 98, 46), 12), shade=0.5)
+    for cy, cx in _free_spots(rng, grass_zones, along_n, int(rng.integers(0, 3)), 4.0):
+        a0, b0 = int(cy) - 2, int(cy) + 2
+        img[a0:b0, int(cx):int(cx) + 14] = (112, 82, 56)
+    # A gentle illumination gradient (sun from one side).
+    grad = 1.0 + float(rng.uniform(-0.08, 0.08)) * np.linspace(-1, 1, along_n, dtype=np.float32)
+    img *= grad[None, :, None]
+    img = np.clip(img, 0, 255).astype(np.float32)
+    canvas = img if orient == "h" else np.ascontiguousarray(img.transpose(1, 0, 2))
+    return Camera(index=index, orient=orient, flow=flow, walk=walk, road=road, lanes=lanes,
+                  perspective=perspective, canvas=canvas)
+
+
+def make_view(camera: Camera, config: SynthConfig, dx: int, dy: int) -> View:
+    """The camera seen through a crop at offset ``(dx, dy)`` in ``[0, 2*MARGIN]``."""
+    shift = dy if camera.orient == "h" else dx
+    walk = (camera.walk[0] - shift, camera.walk[1] - shift)
+    road = (camera.road[0] - shift, camera.road[1] - shift)
+    lanes = tuple((c - shift, d) for c, d in camera.lanes)
+    # Feet stay a few px inside the painted walkway; on horizontal layouts the far
+    # edge needs more room because the body stands up from the feet.
+    feet = (walk[0] + 5.0, walk[1] - 4.0)
+    return View(width=config.width, height=config.height, orient=camera.orient, flow=camera.flow,
+                walk=walk, feet=feet, road=road, lanes=lanes, perspective=camera.perspective)
+
+
+def draw_photometry(rng: np.random.Generator, config: SynthConfig) -> Photometry:
+    """Per-video camera response (brightness, contrast-like gain, tint, noise)."""
+    return Photometry(gain=float(rng.uniform(*config.gain)),
+                      tint=tuple(float(v) for v in rng.uniform(0.95, 1.05, 3)),
+                      offset=float(rng.uniform(*config.offset)),
+                      noise_sigma=float(rng.uniform(*config.noise_sigma)))
+
+
+def background(camera: Camera, config: SynthConfig, photo: Photometry, dx: int, dy: int) -> np.ndarray:
+    """The video's clean background: the canvas cropped at (dx, dy) under its photometry."""
+    crop = camera.canvas[dy:dy + config.height, dx:dx + config.width]
+    return photo.apply(crop)
+
+
+def noise_bank(rng: np.random.Generator, config: SynthConfig, sigma: float) -> np.ndarray:
+    """``(NOISE_BANK, H + pad, W + pad)`` int16 luminance noise fields for one video."""
+    shape = (NOISE_BANK, config.height + NOISE_PAD, config.width + NOISE_PAD)
+    return np.rint(rng.standard_normal(shape, dtype=np.float32) * sigma).astype(np.int16)
