@@ -70,6 +70,15 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from patchvad.predict import predict_command
+
+    report = predict_command(args.source, Path(args.ckpt), Path(args.out), stream=args.stream,
+                             threshold=args.threshold, device=args.device, delay=args.delay, history=args.history,
+                             overlay=not args.no_overlay)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
                                      "learned from video-level labels.")
@@ -120,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("predict", help="run a trained model on videos, a folder, a glob or a stream")
+    p.add_argument("source", help="video file, frame folder, folder of videos, glob, URL (rtsp://...) or /dev/videoN")
+    p.add_argument("--ckpt", required=True, help="model.safetensors")
+    p.add_argument("--out", required=True, help="output folder (one subfolder per video)")
+    p.add_argument("--stream", action="store_true", help="online: snippet by snippet, past context only")
+    p.add_argument("--threshold", type=float, default=None, help="event threshold (default: the checkpoint's)")
+    p.add_argument("--delay", type=int, default=1, help="streaming look-ahead in snippets")
+    p.add_argument("--history", type=int, default=64, help="streaming past context in snippets")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="compute every metric of a predictions folder")
     p.add_argument("--dataset", required=True)

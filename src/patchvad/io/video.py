@@ -80,7 +80,8 @@ class VideoInfo:
 
 
 def _is_url(source: str | Path) -> bool:
-    return "://" in str(source)
+    """A live or remote source (rtsp://, http://, a /dev/video* camera): not a plain file."""
+    return "://" in str(source) or str(source).startswith("/dev/video")
 
 
 def _open(source: str | Path, options: dict | None = None) -> av.container.InputContainer:
@@ -93,8 +94,10 @@ def _open(source: str | Path, options: dict | None = None) -> av.container.Input
             raise VideoError("is a folder without images, not a video file", path=path)
         if path.stat().st_size == 0:
             raise VideoError("empty file (0 bytes)", path=path)
+    fmt = "v4l2" if str(source).startswith("/dev/video") else None
     try:
-        container = av.open(str(source), options=options or {})
+        container = av.open(str(source), format=fmt, options=options or {}, timeout=(10.0, 10.0)
+                            if _is_url(source) else None)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"cannot open as a video: {exc}", path=source) from exc
     if not container.streams.video:
@@ -225,6 +228,35 @@ class VideoReader:
                 index += 1
         except av.error.FFmpegError as exc:
             raise VideoError(f"corrupt or truncated: decoding failed after {index} frames ({exc})",
+                             path=self.source) from exc
+        finally:
+            container.close()
+        if index == 0:
+            raise VideoError("contains no frames", path=self.source)
+
+    def frame_pairs(self, size: tuple[int, int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(native (H, W, 3), resized (h, w, 3))`` RGB pairs from ONE decode.
+
+        The resized frame is made exactly as :meth:`frames` makes it, so features of a
+        stream equal features of the same file read offline; the native frame is for
+        drawing (overlays of live sources that cannot be read twice).
+        """
+        if self._frame_files is not None:
+            for path in self._frame_files:
+                yield _image(path, None, False), _image(path, size, False)
+            return
+        container = _open(self.source, self._options)
+        index = 0
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                small = frame.reformat(width=int(size[0]), height=int(size[1]), format="rgb24",
+                                       interpolation="AREA").to_ndarray()
+                yield frame.reformat(format="rgb24").to_ndarray(), small
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"corrupt, truncated or dropped: decoding failed after {index} frames ({exc})",
                              path=self.source) from exc
         finally:
             container.close()

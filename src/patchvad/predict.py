@@ -1,0 +1,539 @@
+"""Run a trained model on any video: offline or streaming, with events and overlays.
+
+``Detector(ckpt).predict(path)`` scores a whole video (best accuracy: the model sees
+the whole video, as in training and testing). ``Detector(ckpt).stream(source)`` works
+online, snippet by snippet: each snippet's features are computed as soon as its
+frames have arrived, and the model scores a window of the last ``history`` snippets
+(the past only); snippet ``t`` is reported once ``t + delay`` has arrived, so the
+delay is bounded by ``(delay + 1) * snippet_len`` frames.
+
+Outputs per video, in ``OUT/<stem>/`` (see docs/predict.md):
+
+    events.json        events (start/end time and frame, peak, a box per snippet,
+                       a thumbnail), the threshold, and how the input ended
+    scores.csv         frame,time,score
+    overlay.mp4        heatmap, boxes and a score strip drawn on the video (H.264)
+    scores.npy, boxes.csv, maps.npy, frame_to_snippet.npy
+                       the predictions layout, so ``patchvad evaluate`` scores it
+    thumbs/event_K.png the peak frame of each event, boxed
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchvad.errors import CheckpointError, PatchvadError, VideoError
+from patchvad.events import Event, EventBox, EventTracker
+from patchvad.features.backbones import PatchFeatureExtractor
+from patchvad.features.snippets import SnippetMap
+from patchvad.features.store import VideoFeatures
+from patchvad.inference import BoxConfig, box_from_map, patch_scores, predict_video
+from patchvad.io.files import atomic_path, atomic_write_json, atomic_write_text
+from patchvad.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, _is_url, iter_snippets
+from patchvad.model.model import load_model
+from patchvad.model.selection import snippet_scores
+from patchvad.predictions import write_prediction
+
+STRIP_WINDOW = 400   # frames of score history shown in a streaming overlay's strip
+
+
+@dataclass
+class Detection:
+    """Everything patchvad found in one video.
+
+    Attributes:
+        source: the file, folder or URL.
+        stem: output folder name.
+        fps, width, height: of the source.
+        frame_scores: ``(F,)`` float32 anomaly score per frame.
+        snippet_scores: ``(T,)`` float32.
+        maps: ``(T, Gh, Gw)`` float32 patch scores.
+        boxes: ``(F, 6)`` rows ``frame_id, x1, y1, x2, y2, score`` (the box of the
+            frame's snippet, scored by the frame score).
+        frame_to_snippet: ``(F,)`` int64.
+        events: anomalous events at ``threshold``.
+        threshold: frame-score threshold used for events.
+        mode: ``"offline"`` or ``"stream"``.
+        status: ``"complete"`` or ``"stream_lost"`` (the input ended with an error;
+            everything up to that point is kept).
+        error: the input error, when ``status`` is ``"stream_lost"``.
+    """
+
+    source: str
+    stem: str
+    fps: float
+    width: int
+    height: int
+    frame_scores: np.ndarray
+    snippet_scores: np.ndarray
+    maps: np.ndarray
+    boxes: np.ndarray
+    frame_to_snippet: np.ndarray
+    events: list[Event]
+    threshold: float
+    mode: str = "offline"
+    status: str = "complete"
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.frame_scores.shape[0])
+
+    # The attribute names the overlay writer reads.
+    @property
+    def scores(self) -> np.ndarray:
+        return self.frame_scores
+
+
+@dataclass
+class StreamUpdate:
+    """One step of :meth:`Detector.stream`: a snippet was scored.
+
+    Attributes:
+        snippet: its index; ``first_frame``/``last_frame`` its real frames.
+        score: its anomaly score; ``box`` its box ``(x1, y1, x2, y2)`` in frame pixels.
+        map: ``(Gh, Gw)`` patch scores.
+        started, ended: events that opened / closed with this snippet.
+        frames: the snippet's native frames (for drawing), ``(n, H, W, 3)`` uint8.
+        open_event: the event still open after this snippet, if any.
+    """
+
+    snippet: int
+    first_frame: int
+    last_frame: int
+    score: float
+    box: tuple[int, int, int, int]
+    map: np.ndarray
+    started: list[Event] = field(default_factory=list)
+    ended: list[Event] = field(default_factory=list)
+    frames: np.ndarray | None = None
+    open_event: Event | None = None
+
+
+def _stem_of(source: str | Path) -> str:
+    text = str(source).rstrip("/")
+    if _is_url(text):
+        cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.split("://", 1)[-1])
+        return cleaned.strip("_")[:80] or "stream"
+    return Path(text).stem
+
+
+def resolve_sources(source: str | Path) -> list[str]:
+    """A file, a frame folder, a folder of videos, a glob, or a URL/device -> sources.
+
+    Raises:
+        VideoError: nothing matches.
+    """
+    text = str(source)
+    if _is_url(text):
+        return [text]
+    path = Path(text)
+    if path.is_file():
+        return [str(path)]
+    if path.is_dir():
+        if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()):
+            return [str(path)]                          # a frame folder is one video
+        videos = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if not videos:
+            raise VideoError("folder holds no video files or frame images", path=path)
+        return videos
+    matches = sorted(glob.glob(text, recursive=True))
+    if matches:
+        return matches
+    raise VideoError("no such file, folder or glob match", path=text)
+
+
+class Detector:
+    """A trained model ready to run on raw video.
+
+    Args:
+        ckpt: ``model.safetensors`` from ``patchvad fit``.
+        device: torch device for the backbone and the model.
+        threshold: frame-score threshold for events; default the checkpoint's
+            (chosen on training data).
+        box_cfg: how boxes are cut from maps.
+        batch_size: snippets per backbone batch (offline).
+        pretrained: load the backbone's weights (False only in tests of plumbing).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read, or was trained on features
+            this extractor cannot produce (another backbone, grid, snippet length...).
+    """
+
+    def __init__(self, ckpt: str | Path, device: str = "cpu", threshold: float | None = None,
+                 box_cfg: BoxConfig = BoxConfig(), batch_size: int = 8, pretrained: bool = True):
+        self.ckpt = Path(ckpt)
+        self.model = load_model(self.ckpt, map_location=device)
+        self.model.to(device)
+        spec = self.model.spec
+        self.extractor = PatchFeatureExtractor(backbone=spec.backbone, grid=spec.grid, input_size=spec.input_size,
+                                               snippet_len=spec.snippet_len, stride=spec.stride, passes=spec.passes,
+                                               motion=spec.motion, device=device, pretrained=pretrained)
+        diff = self.extractor.spec.compatible_with(spec)
+        if diff:
+            raise CheckpointError(f"this installation cannot reproduce the checkpoint's features (differs in "
+                                  f"{diff}); the backbone weights must match", path=self.ckpt)
+        self.spec = spec
+        self.threshold = float(self.model.threshold if threshold is None else threshold)
+        self.box_cfg = box_cfg
+        self.batch_size = batch_size
+        self.device = device
+
+    # -- offline --------------------------------------------------------------------
+    def predict(self, source: str | Path, min_gap: int | None = None) -> Detection:
+        """Score a whole video (file or frame folder) offline."""
+        from patchvad.features.extract import extract_video
+
+        t0 = time.perf_counter()
+        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size)
+        # Stored features are float16; score exactly what training and testing see.
+        vf = VideoFeatures(stem=_stem_of(source), x=feats.astype(np.float16), snippets=snippets, record=facts)
+        pred = predict_video(self.model, vf, self.box_cfg)
+        events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, facts["fps"], min_gap)
+        return Detection(source=str(source), stem=vf.stem, fps=float(facts["fps"]), width=int(facts["width"]),
+                         height=int(facts["height"]), frame_scores=pred.frame_scores,
+                         snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
+                         frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
+                         seconds=time.perf_counter() - t0)
+
+    def _events(self, frame_scores, snip_scores, boxes, snippets: SnippetMap, fps: float,
+                min_gap: int | None) -> list[Event]:
+        tracker = EventTracker(self.threshold, fps, min_gap=min_gap or self.spec.snippet_len)
+        for t in range(snippets.num_snippets):
+            first, last = snippets.snippet_frames(t)
+            for f in range(first, last + 1):
+                if f > tracker._frame:
+                    tracker.update(f, float(frame_scores[f]))
+            row = boxes[first]
+            tracker.add_box(EventBox(t, first, int(row[1]), int(row[2]), int(row[3]), int(row[4]),
+                                     float(snip_scores[t])))
+        tracker.finish("end")
+        return tracker.events
+
+    # -- streaming ------------------------------------------------------------------
+    def _score_window(self, window: list[np.ndarray], stem: str, width: int, height: int) -> np.ndarray:
+        x = np.stack(window)
+        snippets = SnippetMap.build(len(window) * self.spec.stride + (self.spec.snippet_len - self.spec.stride),
+                                    self.spec.snippet_len, self.spec.stride)
+        vf = VideoFeatures(stem=stem, x=x, snippets=snippets, record={"width": width, "height": height})
+        return patch_scores(self.model, vf)
+
+    def _snippet_score_box(self, m: np.ndarray, width: int, height: int) -> tuple[float, tuple[int, int, int, int]]:
+        if self.model.is_video_level:
+            return float(m[0, 0]), (0, 0, width - 1, height - 1)
+        cfg = self.model.config.loss
+        score = float(snippet_scores(torch.from_numpy(m[None].astype(np.float32)), cfg.selection, cfg.k, cfg.sigma,
+                                     cfg.radius)[0])
+        return score, box_from_map(m, (width, height), self.box_cfg)
+
+    def stream(self, source: str | Path, delay: int = 1, history: int = 64, min_gap: int | None = None,
+               reader_options: dict | None = None, on_error: str = "end") -> Iterator[StreamUpdate]:
+        """Online detection: yield a :class:`StreamUpdate` per snippet as it is scored.
+
+        Args:
+            source: file, frame folder, URL or camera device.
+            delay: snippets of look-ahead (0 = purely causal); the reported delay is at
+                most ``(delay + 1) * snippet_len`` frames.
+            history: snippets of past context the model sees.
+            on_error: ``"end"``: an input error (a dropped stream) ends the stream
+                cleanly (open events are closed with ``closed_by="stream_lost"`` and
+                :attr:`last_error` is set); ``"raise"``: re-raise it after closing.
+        """
+        spec = self.spec
+        reader = VideoReader(source, options=reader_options)
+        width, height = reader.width, reader.height
+        stem = _stem_of(source)
+        tracker = EventTracker(self.threshold, reader.fps, min_gap=min_gap or spec.snippet_len)
+        self.last_error: str | None = None
+        self.last_fps = reader.fps
+        self.last_size = (width, height)
+        window: deque[np.ndarray] = deque(maxlen=max(history, delay + 1))
+        natives: deque[tuple[int, int, np.ndarray]] = deque()     # (start, n_real, frames) awaiting a score
+        next_out = 0          # next snippet to report
+        received = 0          # snippets received
+
+        def emit(maps_window: np.ndarray, t: int, offset: int) -> StreamUpdate:
+            m = maps_window[t - offset]
+            score, box = self._snippet_score_box(m, width, height)
+            start, n_real, frames = natives.popleft()
+            started, ended = [], []
+            for f in range(start, start + n_real):
+                if f <= tracker._frame:
+                    continue          # overlapping snippets: a frame is reported once
+                for kind, ev in tracker.update(f, score):
+                    (started if kind == "start" else ended).append(ev)
+            tracker.add_box(EventBox(t, start, *box, score))
+            return StreamUpdate(t, start, start + n_real - 1, score, box, m, started, ended, frames,
+                                tracker.open_event)
+
+        def snippets_with_natives() -> Iterator[tuple[int, np.ndarray, int, np.ndarray]]:
+            pairs = reader.frame_pairs(spec.input_size)
+            buf_native: list[np.ndarray] = []
+
+            def smalls() -> Iterator[np.ndarray]:
+                for native, small in pairs:
+                    buf_native.append(native)
+                    yield small
+
+            for s_start, snippet, n_real in iter_snippets(smalls(), spec.snippet_len, spec.stride):
+                frames = np.stack(buf_native[:n_real]) if n_real else np.zeros((0, height, width, 3), np.uint8)
+                # Keep natives only from the next snippet's start on (stride may be < length).
+                del buf_native[:spec.stride]
+                yield s_start, snippet, n_real, frames
+
+        try:
+            for s_start, snippet, n_real, frames in snippets_with_natives():
+                feats = self.extractor(snippet[None])[0].astype(np.float16)
+                window.append(feats)
+                natives.append((s_start, n_real, frames))
+                received += 1
+                ready = received - 1 - delay          # newest snippet with enough look-ahead
+                if ready >= next_out:
+                    maps_window = self._score_window(list(window), stem, width, height)
+                    offset = received - len(window)
+                    while next_out <= ready:
+                        yield emit(maps_window, next_out, offset)
+                        next_out += 1
+        except VideoError as exc:
+            self.last_error = str(exc)
+            if on_error == "raise":
+                tracker.finish("stream_lost")
+                raise
+        if next_out < received:
+            maps_window = self._score_window(list(window), stem, width, height)
+            offset = received - len(window)
+            while next_out < received:
+                yield emit(maps_window, next_out, offset)
+                next_out += 1
+        closed = tracker.finish("stream_lost" if self.last_error else "end")
+        self.last_events = tracker.events
+        if closed is not None:
+            yield StreamUpdate(-1, -1, -1, 0.0, (0, 0, 0, 0), np.zeros((0, 0)), [], [closed], None)
+
+
+# -- writing outputs ------------------------------------------------------------------
+
+
+class _OverlaySink:
+    """Draws and writes overlay frames as they come; grabs event thumbnails."""
+
+    def __init__(self, path: Path, fps: float, threshold: float, n_frames: int | None):
+        from patchvad.viz.overlay import draw_overlay
+
+        self._draw = draw_overlay
+        self.path = path
+        self.fps = fps
+        self.threshold = threshold
+        self.n_frames = n_frames
+        self.writer: VideoWriter | None = None
+        self.history: list[float] = []
+
+    def add(self, frame: np.ndarray, heat: np.ndarray | None, box, score: float) -> np.ndarray:
+        self.history.append(float(score))
+        if self.n_frames is None:
+            hist = self.history[-STRIP_WINDOW:]
+            n_total = max(len(hist), STRIP_WINDOW)
+        else:
+            hist, n_total = self.history, self.n_frames
+        boxes = [(*box, score)] if box is not None and score >= self.threshold else None
+        img = self._draw(frame, heatmap=heat, pred_boxes=boxes, score_history=np.asarray(hist),
+                         threshold=self.threshold, n_frames=n_total)
+        if self.writer is None:
+            self.writer = VideoWriter(self.path, self.fps, (img.shape[1], img.shape[0]))
+        self.writer.write(img)
+        return img
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _thumbnail(path: Path, frame: np.ndarray, heat: np.ndarray | None, box, score: float) -> None:
+    from PIL import Image
+
+    from patchvad.viz.overlay import draw_overlay
+
+    img = draw_overlay(frame, heatmap=heat, pred_boxes=[(*box, score)] if box is not None else None)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _scores_csv(frame_scores: np.ndarray, fps: float) -> str:
+    lines = ["frame,time,score"]
+    lines += [f"{f},{f / fps:.4f},{float(s):.6f}" for f, s in enumerate(frame_scores)]
+    return "\n".join(lines) + "\n"
+
+
+def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails: bool = True) -> Path:
+    """Write one offline detection's outputs to ``out/<stem>/`` (see module docstring)."""
+    folder = write_prediction(out, det.stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
+    atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
+    peak_frames = {ev.peak_frame: k for k, ev in enumerate(det.events)}
+    if (overlay or thumbnails) and not _is_url(det.source):
+        sink = _OverlaySink(folder / "overlay.mp4", det.fps, det.threshold, det.frame_count) if overlay else None
+        reader = VideoReader(det.source)
+        f2s = det.frame_to_snippet
+        try:
+            for f, frame in enumerate(reader.frames()):
+                if f >= det.frame_count:
+                    raise VideoError(f"decodes to more frames than were scored ({det.frame_count})",
+                                     path=det.source)
+                t = int(f2s[f])
+                box = tuple(int(v) for v in det.boxes[f, 1:5])
+                heat = det.maps[t]
+                if sink is not None:
+                    sink.add(frame, heat, box, float(det.frame_scores[f]))
+                if thumbnails and f in peak_frames:
+                    k = peak_frames[f]
+                    _thumbnail(folder / "thumbs" / f"event_{k}.png", frame, heat, box, float(det.frame_scores[f]))
+                    det.events[k].thumbnail = f"thumbs/event_{k}.png"
+        except BaseException:
+            if sink is not None and sink.writer is not None:
+                sink.writer.abort()
+            raise
+        if sink is not None:
+            sink.close()
+    _write_events(folder, det)
+    return folder
+
+
+def _write_events(folder: Path, det: Detection) -> None:
+    atomic_write_json(folder / "events.json", {
+        "source": det.source, "stem": det.stem, "mode": det.mode, "status": det.status, "error": det.error,
+        "fps": det.fps, "frame_count": det.frame_count, "width": det.width, "height": det.height,
+        "threshold": det.threshold, "events": [ev.to_dict() for ev in det.events],
+    })
+
+
+def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1, history: int = 64,
+                     overlay: bool = True, echo: Callable[[str], None] | None = None,
+                     reader_options: dict | None = None) -> Detection:
+    """Run :meth:`Detector.stream` and write every output as it goes.
+
+    Events are printed when they open and close; the overlay is drawn from the
+    frames of the stream itself (a live source cannot be read twice). When the input
+    drops, what was received is scored, open events are closed with
+    ``closed_by="stream_lost"``, and every file is still written completely.
+    """
+    stem = _stem_of(source)
+    folder = Path(out) / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    sink: _OverlaySink | None = None
+    scores: list[float] = []
+    snippet_scores: list[float] = []
+    maps: list[np.ndarray] = []
+    boxes_per_frame: list[tuple] = []
+    f2s: list[int] = []
+    best_frame: dict[int, tuple] = {}      # id(event) -> (score, frame, heat, box)
+    t0 = time.perf_counter()
+    echo = echo or (lambda m: print(m, file=sys.stderr))
+    gen = detector.stream(source, delay=delay, history=history, reader_options=reader_options)
+    try:
+        for upd in gen:
+            if upd.snippet >= 0:
+                if sink is None and overlay:
+                    sink = _OverlaySink(folder / "overlay.mp4", detector.last_fps, detector.threshold, None)
+                snippet_scores.append(upd.score)
+                maps.append(upd.map.astype(np.float32))
+                frames = upd.frames if upd.frames is not None else []
+                for i, frame in enumerate(frames):
+                    f = upd.first_frame + i
+                    if f < len(scores):
+                        continue          # already reported by an overlapping snippet
+                    scores.append(upd.score)
+                    boxes_per_frame.append((f, *upd.box, upd.score))
+                    f2s.append(upd.snippet)
+                    if sink is not None:
+                        sink.add(frame, upd.map, upd.box, upd.score)
+                # Remember the best frame of the open event for its thumbnail.
+                ev = upd.open_event
+                if ev is not None and len(frames):
+                    cur = best_frame.get(id(ev))
+                    if cur is None or upd.score > cur[0]:
+                        best_frame[id(ev)] = (upd.score, upd.first_frame, frames[0].copy(), upd.map, upd.box, ev)
+                for ev in upd.started:
+                    echo(f"[{stem}] event start at {ev.start_time:.2f}s (frame {ev.start_frame}), "
+                         f"score {upd.score:.3f}")
+            for ev in upd.ended:
+                echo(f"[{stem}] event end at {ev.end_time:.2f}s (frame {ev.end_frame}), peak {ev.peak_score:.3f}, "
+                     f"closed by {ev.closed_by}")
+    finally:
+        if sink is not None:
+            sink.close()
+    events = getattr(detector, "last_events", [])
+    for k, ev in enumerate(events):
+        best = best_frame.get(id(ev))
+        if best is not None:
+            _, _, frame, heat, box, _ = best
+            _thumbnail(folder / "thumbs" / f"event_{k}.png", frame, heat, box, ev.peak_score)
+            ev.thumbnail = f"thumbs/event_{k}.png"
+    n = len(scores)
+    det = Detection(source=str(source), stem=stem, fps=float(detector.last_fps), width=detector.last_size[0],
+                    height=detector.last_size[1], frame_scores=np.asarray(scores, np.float32),
+                    snippet_scores=np.asarray(snippet_scores, np.float32),
+                    maps=np.stack(maps) if maps else np.zeros((0, *detector.spec.grid), np.float32),
+                    boxes=np.asarray(boxes_per_frame, np.float64).reshape(n, 6),
+                    frame_to_snippet=np.asarray(f2s, np.int64), events=list(events), threshold=detector.threshold,
+                    mode="stream", status="stream_lost" if detector.last_error else "complete",
+                    error=detector.last_error, seconds=time.perf_counter() - t0)
+    if n:
+        write_prediction(out, stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
+    atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
+    _write_events(folder, det)
+    return det
+
+
+@dataclass
+class PredictReport:
+    """What a ``patchvad predict`` run did."""
+
+    done: list[Detection] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, threshold: float | None = None,
+                    device: str = "cpu", delay: int = 1, history: int = 64, overlay: bool = True,
+                    echo: Callable[[str], None] = print) -> PredictReport:
+    """``patchvad predict``: every source in turn; a failing one is reported, the rest go on.
+
+    Outputs of a finished video are written before the next one starts, so a later
+    failure never loses them.
+    """
+    detector = Detector(ckpt, device=device, threshold=threshold)
+    report = PredictReport()
+    sources = resolve_sources(source)
+    for src in sources:
+        try:
+            if stream:
+                det = stream_to_folder(detector, src, out, delay=delay, history=history, overlay=overlay)
+            else:
+                det = detector.predict(src)
+                write_detection(det, out, overlay=overlay)
+        except PatchvadError as exc:
+            report.failed[src] = str(exc)
+            echo(f"FAILED {src}: {exc}")
+            continue
+        report.done.append(det)
+        status = "" if det.status == "complete" else f" (input ended early: {det.error})"
+        echo(f"{det.stem}: {det.frame_count} frames, {len(det.events)} event(s) at threshold {det.threshold:.3f}"
+             + "".join(f"\n  {ev.start_time:7.2f}s - {ev.end_time:7.2f}s  peak {ev.peak_score:.3f}"
+                       for ev in det.events) + status)
+    echo(f"predicted {len(report.done)} video(s) into {out}; {len(report.failed)} failed")
+    summary = {"checkpoint": str(ckpt), "threshold": detector.threshold, "mode": "stream" if stream else "offline",
+               "videos": [d.stem for d in report.done], "failed": report.failed}
+    atomic_write_text(Path(out) / "predict.json", json.dumps(summary, indent=2) + "\n")
+    return report
