@@ -79,10 +79,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from patchvad.demo import demo_command
+
+    demo_command(Path(args.out), preset=args.preset, seeds=args.seeds, ablate=args.ablate)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
                                      "learned from video-level labels.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job: benchmark, features, all methods over seeds, report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--preset", default="small", choices=["small", "full", "tiny"],
+                   help="small: what make demo runs; full: more data; tiny: a smoke test")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--ablate", action="store_true", help="also run the ablation table (window, selection, k, ...)")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark")
     p.add_argument("root")
