@@ -1,0 +1,224 @@
+"""``patchvad predict``: offline and streaming detection on real video files.
+
+The checkpoint is a ``motion_floor`` model (no training, so the test is quick and its
+answer known): on a static scene where one object moves only during a known span,
+the anomaly is that object, then. What is tested is the predict path itself: raw
+video -> features -> scores -> events, boxes, overlays, files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from patchvad.data.folder import write_manifest
+from patchvad.errors import CheckpointError, VideoError
+from patchvad.features.extract import extract_dataset
+from patchvad.io.video import VideoReader, probe, write_video
+from patchvad.predict import Detector, predict_command, resolve_sources, stream_to_folder, write_detection
+from patchvad.predictions import read_prediction
+
+W, H, N = 320, 240, 160
+SPAN = (48, 111)              # frames in which the object moves (inclusive)
+GRID = dict(grid=7, input_size=112, snippet_len=16, passes=2)
+
+
+def scene_video(path: Path, seed: int, anomalous: bool) -> list[tuple[int, int, int, int]]:
+    """A textured static scene with sensor noise; an object moves during SPAN if anomalous.
+
+    Returns the object's inclusive box per frame of SPAN (empty for normal videos).
+    """
+    rng = np.random.default_rng(seed)
+    bg = (rng.random((H // 8, W // 8, 3)) * 120 + 50).repeat(8, 0).repeat(8, 1).astype(np.float32)
+    frames, boxes = [], []
+    for t in range(N):
+        f = bg + rng.normal(0, 2.0, bg.shape)
+        if anomalous and SPAN[0] <= t <= SPAN[1]:
+            x = 40 + 3 * (t - SPAN[0])
+            y = 100
+            f[y:y + 40, x:x + 24] = (230, 40, 40)
+            boxes.append((x, y, x + 23, y + 39))
+        frames.append(np.clip(f, 0, 255).astype(np.uint8))
+    write_video(path, frames, fps=25)
+    return boxes
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    from patchvad.train import fit
+
+    base = tmp_path_factory.mktemp("predict")
+    rows = []
+    for i in range(6):
+        scene_video(base / "data" / "videos" / f"train_{i}.mp4", seed=i, anomalous=bool(i % 2))
+        rows.append({"video": f"videos/train_{i}.mp4", "split": "train", "label": i % 2})
+    write_manifest(base / "data", rows)
+    extract_dataset(base / "data", base / "feats", progress=False, **GRID)
+    res = fit(base / "data", base / "feats", base / "run", method="motion_floor", seed=0, log=None)
+    test_video = base / "test.mp4"
+    gt_boxes = scene_video(test_video, seed=100, anomalous=True)
+    return {"base": base, "ckpt": res.checkpoint, "video": test_video, "gt": gt_boxes}
+
+
+def _iou(a, b) -> float:
+    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return ix * iy / (area(a) + area(b) - ix * iy)
+
+
+def test_offline_finds_when_and_where(setup, tmp_path) -> None:
+    det = Detector(setup["ckpt"], threshold=0.5)
+    result = det.predict(setup["video"])
+    assert result.frame_count == N and result.frame_scores.shape == (N,)
+    inside = result.frame_scores[SPAN[0] + 16:SPAN[1] - 16].mean()
+    outside = np.r_[result.frame_scores[:SPAN[0] - 16], result.frame_scores[SPAN[1] + 16:]].mean()
+    assert inside > outside + 0.2
+    # the event overlaps the ground-truth span
+    assert result.events, "no event found"
+    best = max(result.events, key=lambda e: e.peak_score)
+    assert best.start_frame <= SPAN[1] and best.end_frame >= SPAN[0]
+    # Boxes of the anomalous frames lie on the moving object. A snippet's box covers
+    # where the object moved during the snippet (48 px here), so compare it with the
+    # union of the snippet's ground-truth boxes, and require that every frame's box
+    # overlaps that frame's object.
+    gt = setup["gt"]
+    for t in range(SPAN[0] // 16 + 1, SPAN[1] // 16):
+        first = t * 16
+        union = [min(gt[f - SPAN[0]][0] for f in range(first, first + 16)), gt[first - SPAN[0]][1],
+                 max(gt[f - SPAN[0]][2] for f in range(first, first + 16)), gt[first - SPAN[0]][3]]
+        box = result.boxes[first, 1:5]
+        # 7x7 grid here (46x34-px cells): a box of whole-cell resolution around a
+        # 69x40 motion region; IoU ~0.15-0.3 is what this grid allows.
+        assert _iou(box, union) > 0.12, (t, box, union)
+        cx, cy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
+        assert box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+        assert all(_iou(result.boxes[f, 1:5], gt[f - SPAN[0]]) > 0 for f in range(first, first + 16))
+
+    folder = write_detection(result, tmp_path)
+    for name in ("events.json", "scores.csv", "overlay.mp4", "scores.npy", "boxes.csv", "maps.npy"):
+        assert (folder / name).is_file(), name
+    events = json.loads((folder / "events.json").read_text())
+    assert events["status"] == "complete" and events["frame_count"] == N
+    assert events["events"] and all((folder / e["thumbnail"]).is_file() for e in events["events"])
+    assert probe(folder / "overlay.mp4").frame_count == N
+    assert (folder / "scores.csv").read_text().splitlines()[0] == "frame,time,score"
+    pred = read_prediction(tmp_path, result.stem, frame_count=N)     # the evaluate layout
+    np.testing.assert_allclose(pred.scores, result.frame_scores, rtol=0, atol=1e-6)
+
+
+def test_stream_agrees_with_offline(setup, tmp_path) -> None:
+    det = Detector(setup["ckpt"], threshold=0.5)
+    offline = det.predict(setup["video"])
+    streamed = stream_to_folder(det, str(setup["video"]), tmp_path, delay=1, history=64, overlay=True,
+                                echo=lambda m: None)
+    assert streamed.frame_count == N and streamed.status == "complete"
+    diff = np.abs(streamed.frame_scores - offline.frame_scores)
+    corr = np.corrcoef(streamed.frame_scores, offline.frame_scores)[0, 1]
+    # Measured on this video (docs/predict.md): correlation 0.998, mean |diff| 0.013,
+    # max 0.047 (the model's scene statistics come from the past only when streaming).
+    assert corr > 0.95 and diff.mean() < 0.05
+    folder = tmp_path / streamed.stem
+    assert probe(folder / "overlay.mp4").frame_count == N
+    ev = json.loads((folder / "events.json").read_text())
+    assert ev["mode"] == "stream" and ev["status"] == "complete"
+
+
+def test_short_history_stream_stays_close(setup, tmp_path) -> None:
+    det = Detector(setup["ckpt"], threshold=0.5)
+    offline = det.predict(setup["video"])
+    streamed = stream_to_folder(det, str(setup["video"]), tmp_path, delay=0, history=4, overlay=False,
+                                echo=lambda m: None)
+    corr = np.corrcoef(streamed.frame_scores, offline.frame_scores)[0, 1]
+    assert corr > 0.6
+    best = max(streamed.events, key=lambda e: e.peak_score)
+    assert best.start_frame <= SPAN[1] and best.end_frame >= SPAN[0]
+
+
+def test_dropped_stream_ends_with_valid_events(setup, tmp_path, monkeypatch) -> None:
+    det = Detector(setup["ckpt"], threshold=0.5)
+    original = VideoReader.frame_pairs
+
+    def dropping(self, size):
+        for i, pair in enumerate(original(self, size)):
+            if i == 90:                                   # mid-anomaly: the connection drops
+                raise VideoError("connection reset by peer", path=self.source)
+            yield pair
+
+    monkeypatch.setattr(VideoReader, "frame_pairs", dropping)
+    result = stream_to_folder(det, str(setup["video"]), tmp_path, overlay=True, echo=lambda m: None)
+    folder = tmp_path / result.stem
+    ev = json.loads((folder / "events.json").read_text())
+    assert ev["status"] == "stream_lost" and "connection reset" in ev["error"]
+    assert ev["frame_count"] == 80            # 5 whole snippets arrived before the drop
+    assert ev["events"] and ev["events"][-1]["closed_by"] == "stream_lost"
+    assert probe(folder / "overlay.mp4").frame_count == 80
+    assert len(np.load(folder / "scores.npy")) == 80
+
+
+def test_truncated_file_streams_what_it_can(setup, tmp_path) -> None:
+    data = setup["video"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])      # faststart: the index is up front
+    det = Detector(setup["ckpt"], threshold=0.5)
+    result = stream_to_folder(det, str(cut), tmp_path / "out", overlay=False, echo=lambda m: None)
+    ev = json.loads((tmp_path / "out" / "cut" / "events.json").read_text())
+    assert 0 < ev["frame_count"] < N and ev["status"] in ("complete", "stream_lost")
+    assert result.frame_count == ev["frame_count"]
+
+
+def test_batch_goes_on_past_a_bad_file(setup, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_good.mp4").write_bytes(setup["video"].read_bytes())
+    (folder / "b_broken.mp4").write_bytes(b"\x00" * 100)
+    (folder / "c_empty.mp4").write_bytes(b"")
+    lines: list[str] = []
+    report = predict_command(str(folder), setup["ckpt"], tmp_path / "out", echo=lines.append, overlay=False)
+    assert [d.stem for d in report.done] == ["a_good"]
+    assert sorted(Path(p).name for p in report.failed) == ["b_broken.mp4", "c_empty.mp4"]
+    assert any("b_broken.mp4" in line and "FAILED" in line for line in lines)
+    assert (tmp_path / "out" / "a_good" / "events.json").is_file()
+    summary = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert summary["videos"] == ["a_good"] and len(summary["failed"]) == 2
+
+
+def test_sources(tmp_path, setup) -> None:
+    assert resolve_sources("rtsp://cam.local/stream") == ["rtsp://cam.local/stream"]
+    assert resolve_sources(str(setup["video"])) == [str(setup["video"])]
+    with pytest.raises(VideoError, match="no such file"):
+        resolve_sources(str(tmp_path / "nothing*.mp4"))
+
+
+def test_checkpoint_for_another_backbone_is_refused(setup, tmp_path) -> None:
+    from patchvad.features.backbones import FeatureSpec
+    from patchvad.model.model import load_model
+
+    model = load_model(setup["ckpt"])
+    other = FeatureSpec.from_dict({**model.spec.to_dict(), "grid": [14, 14]})
+    with pytest.raises(CheckpointError, match="another extraction"):
+        load_model(setup["ckpt"], other)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        Detector(bad)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "vtest" / "vtest.avi").exists(), reason="shared/data not present")
+def test_real_footage_smoke(setup, tmp_path) -> None:
+    video = SHARED_DATA / "vtest" / "vtest.avi"
+    report = predict_command(str(video), setup["ckpt"], tmp_path, echo=lambda m: None)
+    assert not report.failed
+    folder = tmp_path / "vtest"
+    for name in ("events.json", "scores.csv", "overlay.mp4", "scores.npy", "boxes.csv", "maps.npy"):
+        assert (folder / name).is_file(), name
+    assert len(np.load(folder / "scores.npy")) == 795
+    assert probe(folder / "overlay.mp4").frame_count == 795
+    ev = json.loads((folder / "events.json").read_text())
+    assert (ev["width"], ev["height"], ev["frame_count"]) == (768, 576, 795)
