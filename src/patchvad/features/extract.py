@@ -21,6 +21,7 @@ import numpy as np
 from patchvad.data.folder import DatasetFolder, VideoEntry
 from patchvad.errors import PatchvadError, VideoError
 from patchvad.features.backbones import PatchFeatureExtractor
+from patchvad.features.decode import _decode_worker, _from_shared
 from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import FeatureStore
 from patchvad.io.video import VideoReader, iter_snippets
@@ -100,39 +101,6 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
     return feats, snippets, facts
 
 
-def _decode_worker(tasks, results, input_size, snippet_len, stride, chunk) -> None:
-    """Worker process: decode videos into chunks of uint8 snippets for the main process."""
-    import torch
-
-    torch.set_num_threads(1)
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        index, source = task
-        try:
-            reader = VideoReader(source)
-            buffer, starts, n_frames, part = [], [], 0, 0
-            for start, snippet, n_real in iter_snippets(reader.frames(size=input_size), snippet_len, stride):
-                buffer.append(snippet)
-                starts.append(start)
-                n_frames = max(n_frames, start + n_real)
-                if len(buffer) == chunk:
-                    results.put((index, "chunk", (part, np.stack(buffer))))
-                    buffer, part = [], part + 1
-            if buffer:
-                results.put((index, "chunk", (part, np.stack(buffer))))
-                part += 1
-            if not starts:
-                raise VideoError("contains no frames", path=source)
-            facts = {"frame_count": n_frames, "fps": reader.fps, "width": reader.width, "height": reader.height}
-            results.put((index, "done", (part, starts, facts)))
-        except PatchvadError as exc:
-            results.put((index, "error", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
-            results.put((index, "error", f"{source}: {type(exc).__name__}: {exc}"))
-
-
 def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor, batch_size: int = 8,
                  decode_workers: int = 0) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
     """Features of many videos, yielded as each finishes (not necessarily in order).
@@ -192,7 +160,8 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
         while remaining:
             index, kind, payload = results.get()
             if kind == "chunk":
-                pending.append((index, *payload))
+                part, name, shape = payload
+                pending.append((index, part, _from_shared(name, shape)))
                 flush(force=False)
             elif kind == "error":
                 parts.pop(index, None)

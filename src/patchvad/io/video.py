@@ -195,12 +195,14 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         return None
 
-    def frames(self, size: tuple[int, int] | None = None, gray: bool = False) -> Iterator[np.ndarray]:
+    def frames(self, size: tuple[int, int] | None = None, gray: bool = False,
+               threads: int | None = None) -> Iterator[np.ndarray]:
         """Yield every frame in order, resized on decode.
 
         Args:
             size: ``(width, height)`` to resize to (the whole frame, no crop); None keeps it.
             gray: yield ``(H, W)`` uint8 luma instead of RGB.
+            threads: decoder threads (None: FFmpeg chooses; 1 in worker processes).
 
         Yields:
             ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` when ``gray``).
@@ -217,7 +219,12 @@ class VideoReader:
         index = 0
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            if threads == 1:
+                stream.codec_context.thread_count = 1
+            else:
+                stream.thread_type = "AUTO"
+                if threads:
+                    stream.codec_context.thread_count = int(threads)
             for frame in container.decode(stream):
                 if size is not None:
                     frame = frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt,
