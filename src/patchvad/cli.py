@@ -59,14 +59,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from patchvad.train import fit_command
 
     fit_command(Path(args.data), Path(args.features), Path(args.out), method=args.method, seed=args.seed,
-                config=Path(args.config) if args.config else None, resume=args.resume)
+                config=Path(args.config) if args.config else None, resume=args.resume, quiet=args.quiet)
     return 0
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from patchvad.inference import test_command
 
-    test_command(Path(args.ckpt), Path(args.data), Path(args.features), Path(args.out))
+    test_command(argparse.Namespace(ckpt=Path(args.ckpt), data=Path(args.data), features=Path(args.features),
+                                    out=Path(args.out)))
     return 0
 
 
@@ -132,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--method", default="proximity")
+    p.add_argument("--method", default="proximity",
+                   choices=["proximity", "plain_topk", "video_mil", "sultani", "motion_floor", "random"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default=None)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/train_state.safetensors")
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("test", help="score the test split; write the predictions folder")
