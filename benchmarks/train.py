@@ -1,0 +1,165 @@
+"""Training and inference speed / memory of the patch model on memory-mapped features.
+
+Writes ``--videos`` random float16 feature files of ``(T, G, G, D)`` to a temporary
+feature store (a UCF-Crime-sized set is 1,610 videos at T=64, 14x14, D=552, about
+22 GB: too much for a small disk, so the default writes fewer and extrapolates the
+epoch time linearly to ``--target-videos``), then measures, in this process:
+
+1. fitting the normaliser on the normal videos (streamed, memory-mapped);
+2. encoding every video once (memory-mapped read, one video at a time);
+3. one training epoch: ``videos / batch_size`` AdamW steps of the proximity model
+   on balanced batches, exactly the loop of ``patchvad.train.fit``;
+4. inference speed (snippets / second) of ``predict_video`` on a few videos;
+5. peak resident memory of the process (``ru_maxrss``).
+
+Usage::
+
+    python benchmarks/train.py                     # 96 videos, extrapolated to 1,610
+    python benchmarks/train.py --videos 1610       # the real size (needs ~22 GB free disk)
+    python benchmarks/train.py --dim 64            # smaller D, more videos on a small disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchvad.config import RunConfig, TrainConfig
+from patchvad.features.backbones import FeatureSpec
+from patchvad.features.snippets import SnippetMap
+from patchvad.features.store import FeatureStore
+from patchvad.inference import predict_video
+from patchvad.model.losses import MILLoss
+from patchvad.model.model import AnomalyModel
+from patchvad.train import _pad_batch, _Sampler, batch_loss, encode_videos
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_store(path: Path, n: int, t: int, grid: int, dim: int, seed: int) -> tuple[FeatureStore, np.ndarray]:
+    motion = 8
+    app = max(1, (dim - motion) * 432 // 544)
+    chg = dim - motion - app
+    channels = {"appearance": [0, app], "appearance_change": [app, app + chg], "motion": [app + chg, dim]}
+    spec = FeatureSpec(backbone="random", weights_hash="none", input_size=(224, 224), grid=(grid, grid),
+                       snippet_len=16, stride=16, passes=2, motion=True, channels=channels)
+    store = FeatureStore(path, spec)
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    snip = SnippetMap.build(t * 16, 16)
+    for i in range(n):
+        x = rng.standard_normal((t, grid, grid, dim), dtype=np.float32).astype(np.float16)
+        x[..., app + chg:] = np.abs(x[..., app + chg:]) * 0.05
+        store.write(f"v{i:05d}", x, snip, {"frame_count": t * 16, "fps": 30.0, "width": 320, "height": 240})
+    return store, labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=96, help="videos written (default 96)")
+    ap.add_argument("--target-videos", type=int, default=1610, help="epoch time extrapolated to this many")
+    ap.add_argument("--snippets", type=int, default=64)
+    ap.add_argument("--grid", type=int, default=14)
+    ap.add_argument("--dim", type=int, default=552)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--infer-videos", type=int, default=8)
+    ap.add_argument("--tmp", type=Path, default=None, help="where to write the features (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="patchvad-bench-", dir=args.tmp))
+    out: dict = {"videos": args.videos, "snippets": args.snippets, "grid": args.grid, "dim": args.dim,
+                 "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+                 "device": "cpu"}
+    try:
+        t0 = time.perf_counter()
+        store, labels = make_store(tmp / "feats", args.videos, args.snippets, args.grid, args.dim, 0)
+        out["write_s"] = time.perf_counter() - t0
+        out["bytes_on_disk"] = int(sum(p.stat().st_size for p in (tmp / "feats").glob("*.npy")))
+        rss_before = peak_rss_mb()
+        cfg = RunConfig.for_method("proximity", RunConfig(train=TrainConfig(batch_size=args.batch_size)))
+        model = AnomalyModel(cfg, store.spec)
+        stems = store.finished()
+        normals = [s for s, y in zip(stems, labels) if y == 0]
+
+        t0 = time.perf_counter()
+        model.encoder.fit((store.load(s).x for s in normals), max_videos_hint=len(normals))
+        model.init_prior()
+        out["normaliser_fit_s"] = time.perf_counter() - t0
+
+        class _E:  # the minimal VideoEntry interface encode_videos uses
+            def __init__(self, stem: str):
+                self.stem = stem
+
+        t0 = time.perf_counter()
+        videos = encode_videos(model, store, [_E(s) for s in stems], cfg.train.max_snippets, False)
+        out["encode_s"] = time.perf_counter() - t0
+        out["encoded_mb"] = sum(v.numel() * v.element_size() for v in videos) / 2 ** 20
+
+        mil = MILLoss(cfg.loss)
+        gen = torch.Generator().manual_seed(0)
+        sampler = _Sampler(labels, args.batch_size // 2, gen)
+        opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        steps = max(1, args.videos // args.batch_size)
+        model.train()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = sampler.next()
+            x, mask, lengths = _pad_batch([videos[i] for i in idx], torch.device("cpu"))
+            loss, _, _ = batch_loss(model, x, mask, lengths, [int(labels[i]) for i in idx], mil)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
+            opt.step()
+        out["epoch_steps"] = steps
+        out["epoch_s"] = time.perf_counter() - t0
+        out["step_s"] = out["epoch_s"] / steps
+        scale = args.target_videos / args.videos
+        out["target_videos"] = args.target_videos
+        out["epoch_s_extrapolated"] = out["epoch_s"] * scale
+        out["encode_s_extrapolated"] = out["encode_s"] * scale
+        out["encoded_mb_extrapolated"] = out["encoded_mb"] * scale
+
+        model.eval()
+        t0 = time.perf_counter()
+        n_snip = 0
+        for s in stems[:args.infer_videos]:
+            pred = predict_video(model, store.load(s))
+            n_snip += pred.maps.shape[0]
+        out["infer_snippets_per_s"] = n_snip / (time.perf_counter() - t0)
+        out["peak_rss_mb"] = peak_rss_mb()
+        out["peak_rss_mb_before_training"] = rss_before
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"features: {args.videos} videos x ({args.snippets}, {args.grid}, {args.grid}, {args.dim}) float16, "
+          f"{out['bytes_on_disk'] / 2 ** 30:.2f} GiB on disk, memory-mapped; {out['threads']} torch threads")
+    print(f"normaliser fit (normal videos): {out['normaliser_fit_s']:.1f} s")
+    print(f"encode pass: {out['encode_s']:.1f} s -> {out['encoded_mb']:.0f} MB encoded "
+          f"(x{scale:.1f} -> {out['encode_s_extrapolated']:.0f} s, {out['encoded_mb_extrapolated']:.0f} MB "
+          f"for {args.target_videos} videos)")
+    print(f"one epoch: {steps} steps of {args.batch_size} videos in {out['epoch_s']:.1f} s "
+          f"({out['step_s']:.3f} s/step) -> {out['epoch_s_extrapolated']:.0f} s per epoch of "
+          f"{args.target_videos} videos (linear extrapolation)")
+    print(f"inference: {out['infer_snippets_per_s']:.0f} snippets/s (predict_video, boxes included)")
+    print(f"peak RSS: {out['peak_rss_mb']:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

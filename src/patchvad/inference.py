@@ -1,0 +1,270 @@
+"""Inference: a checkpoint + patch features -> frame scores, maps, boxes, tracks.
+
+Per video (METHOD.md "Inference"):
+
+* patch scores ``s[t, i, j]`` for ALL snippets (no temporal resampling);
+* snippet score ``f[t]``: the method's selection (proximity-weighted top-k for the
+  proximity model) around snippet t's own peak; frame scores through the stored
+  frame <-> snippet map (``SnippetMap.to_frames``);
+* one box per snippet, given to each of its frames: the map upsampled bilinearly
+  (at most ``upsample`` pixels per cell), pixels ``>= max(abs_thr, rel_thr * peak)``
+  (``rel_thr * peak`` alone when the peak is below ``abs_thr``), the 8-connected
+  component holding the peak, its tight box in frame pixels, scored by ``f[t]``.
+  Video-level methods box the whole frame;
+* tracks: boxes of consecutive snippets linked when their IoU >= ``link_iou``.
+
+``test(ckpt, data_root, features, out)`` writes the predictions folder of
+EVALUATION.md (``patchvad.predictions.write_prediction``) for the test split, plus
+``PRED/<stem>/tracks.csv`` (``track_id,frame_id,x_min,y_min,x_max,y_max,score``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from patchvad.data.folder import DatasetFolder
+from patchvad.errors import FeatureError
+from patchvad.features.store import FeatureStore, VideoFeatures
+from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.model.baselines import RandomScorer
+from patchvad.model.model import AnomalyModel, load_model
+from patchvad.model.selection import snippet_scores
+from patchvad.predictions import write_prediction
+
+TRACKS_FILE = "tracks.csv"
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """How boxes are cut from a map.
+
+    Attributes:
+        abs_thr, rel_thr: threshold ``max(abs_thr, rel_thr * peak)``.
+        upsample: pixels per cell of the bilinear map (0: whole cells).
+        link_iou: IoU that links boxes of consecutive snippets into a track.
+    """
+
+    abs_thr: float = 0.5
+    rel_thr: float = 0.5
+    upsample: int = 16
+    link_iou: float = 0.3
+
+
+@dataclass
+class VideoPrediction:
+    """Predictions of one video.
+
+    Attributes:
+        frame_scores: ``(F,)`` float32.
+        snippet_scores: ``(T,)`` float32.
+        maps: ``(T, Gh, Gw)`` float32 patch scores.
+        boxes: ``(N, 6)`` float64 rows ``frame_id, x1, y1, x2, y2, score`` (one per frame).
+        tracks: ``(N, 7)`` float64 rows ``track_id, frame_id, x1, y1, x2, y2, score``.
+        frame_to_snippet: ``(F,)`` int64.
+    """
+
+    frame_scores: np.ndarray
+    snippet_scores: np.ndarray
+    maps: np.ndarray
+    boxes: np.ndarray
+    tracks: np.ndarray
+    frame_to_snippet: np.ndarray
+
+
+def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg: BoxConfig = BoxConfig()
+                 ) -> tuple[int, int, int, int]:
+    """Tight box ``(x1, y1, x2, y2)`` (inclusive frame pixels) of the peak's component.
+
+    Args:
+        m: ``(Gh, Gw)`` patch scores of one snippet.
+        frame_size: ``(W, H)`` of the video.
+    """
+    w_img, h_img = int(frame_size[0]), int(frame_size[1])
+    m = torch.as_tensor(np.asarray(m, dtype=np.float32))
+    gh, gw = m.shape
+    if cfg.upsample > 0:
+        oh, ow = min(h_img, cfg.upsample * gh), min(w_img, cfg.upsample * gw)
+        up = F.interpolate(m[None, None], size=(oh, ow), mode="bilinear", align_corners=False)[0, 0].numpy()
+    else:
+        oh, ow = gh, gw
+        up = m.numpy()
+    peak = float(up.max())
+    thr = max(cfg.abs_thr, cfg.rel_thr * peak) if peak >= cfg.abs_thr else cfg.rel_thr * peak
+    mask = up >= thr
+    pi, pj = np.unravel_index(int(np.argmax(up)), up.shape)
+    mask[pi, pj] = True
+    lab, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    rows, cols = np.nonzero(lab == lab[pi, pj])
+    r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
+    x1 = int(np.floor(c0 * w_img / ow))
+    x2 = int(np.ceil((c1 + 1) * w_img / ow)) - 1
+    y1 = int(np.floor(r0 * h_img / oh))
+    y2 = int(np.ceil((r1 + 1) * h_img / oh)) - 1
+    return x1, y1, min(x2, w_img - 1), min(y2, h_img - 1)
+
+
+def box_iou(a, b) -> float:
+    """IoU of inclusive pixel boxes (``+1`` convention)."""
+    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return float(inter / (area(a) + area(b) - inter))
+
+
+def link_tracks(snippet_boxes: list[tuple[int, int, int, int]], link_iou: float) -> list[int]:
+    """Track id of each snippet's box: consecutive boxes with IoU >= ``link_iou`` share one."""
+    ids, next_id = [], 0
+    for t, box in enumerate(snippet_boxes):
+        if t > 0 and box_iou(snippet_boxes[t - 1], box) >= link_iou:
+            ids.append(ids[-1])
+        else:
+            ids.append(next_id)
+            next_id += 1
+    return ids
+
+
+@torch.no_grad()
+def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256) -> np.ndarray:
+    """``(T, Gh, Gw)`` float32 patch scores of all snippets of one video.
+
+    Long videos are scored in chunks of ``chunk`` snippets with a halo of the temporal
+    receptive field, so the result equals scoring the whole video at once.
+    """
+    t_len, gh, gw = features.x.shape[:3]
+    if model.method == "random":
+        return RandomScorer(int(model.meta.get("seed", 0)))(features.stem, (t_len, gh, gw))
+    device = model.encoder.prior_scale.device
+    enc = model.encoder.encode(features.x)
+    halo = sum(int(d) for d in model.config.model.temporal_dilations) + 1
+    out = np.empty((t_len, gh, gw), dtype=np.float32)
+    for t0 in range(0, t_len, chunk):
+        lo, hi = max(0, t0 - halo), min(t_len, t0 + chunk + halo)
+        s = model.scores(enc[lo:hi][None].to(device))[0]
+        out[t0:min(t_len, t0 + chunk)] = s[t0 - lo:t0 - lo + min(chunk, t_len - t0)].float().cpu().numpy()
+    return out
+
+
+def predict_video(model: AnomalyModel, features: VideoFeatures, box_cfg: BoxConfig = BoxConfig()
+                  ) -> VideoPrediction:
+    """Frame scores, maps, boxes and tracks of one video (see the module docstring)."""
+    model.eval()
+    maps = patch_scores(model, features)
+    t_len = maps.shape[0]
+    cfg = model.config.loss
+    if model.is_video_level:
+        f = maps[:, 0, 0].copy()
+    else:
+        f = snippet_scores(torch.from_numpy(maps), cfg.selection, cfg.k, cfg.sigma, cfg.radius).numpy()
+    f = f.astype(np.float32)
+    snip = features.snippets
+    frame_scores = snip.to_frames(f).astype(np.float32)
+    f2s = snip.frame_to_snippet
+    width = int(features.record.get("width", 0))
+    height = int(features.record.get("height", 0))
+    if width < 1 or height < 1:
+        raise FeatureError(f"feature record of '{features.stem}' lacks the frame size (width/height)")
+    if model.is_video_level:
+        sboxes = [(0, 0, width - 1, height - 1)] * t_len
+    else:
+        sboxes = [box_from_map(maps[t], (width, height), box_cfg) for t in range(t_len)]
+    track_of = link_tracks(sboxes, box_cfg.link_iou)
+    frames = np.arange(snip.frame_count)
+    sb = np.asarray(sboxes, dtype=np.float64)[f2s]                 # (F, 4)
+    boxes = np.column_stack([frames, sb, f[f2s].astype(np.float64)])
+    tracks = np.column_stack([np.asarray(track_of)[f2s], boxes])
+    return VideoPrediction(frame_scores=frame_scores, snippet_scores=f, maps=maps, boxes=boxes, tracks=tracks,
+                           frame_to_snippet=f2s)
+
+
+def write_tracks(folder: Path, tracks: np.ndarray) -> Path:
+    """``tracks.csv``: ``track_id,frame_id,x_min,y_min,x_max,y_max,score``."""
+    lines = ["track_id,frame_id,x_min,y_min,x_max,y_max,score"]
+    lines += [f"{int(r[0])},{int(r[1])},{int(r[2])},{int(r[3])},{int(r[4])},{int(r[5])},{float(r[6])!r}"
+              for r in tracks]
+    target = Path(folder) / TRACKS_FILE
+    atomic_write_text(target, "\n".join(lines) + "\n")
+    return target
+
+
+@dataclass
+class TestResult:
+    """Outcome of :func:`test`: the predictions folder, video count and speed."""
+
+    out: Path
+    videos: int
+    snippets: int
+    seconds: float
+
+    @property
+    def snippets_per_second(self) -> float:
+        return self.snippets / max(self.seconds, 1e-9)
+
+
+def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str | Path,
+         box_cfg: BoxConfig = BoxConfig(), log=None) -> TestResult:
+    """Predict every TEST video of ``data_root`` and write the predictions folder ``out``."""
+    store = FeatureStore(features)
+    model = load_model(ckpt, store.spec)
+    test_set = DatasetFolder(data_root, check_files=False).test_set()
+    have = set(store.finished())
+    missing = [e.stem for e in test_set if e.stem not in have]
+    if missing:
+        raise FeatureError(f"{len(missing)} test video(s) have no features (first: {missing[:3]})", path=store.path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_snip, seconds = 0, 0.0
+    for e in test_set:
+        feats = store.load(e.stem, mmap=True)
+        t0 = time.perf_counter()
+        pred = predict_video(model, feats, box_cfg)
+        seconds += time.perf_counter() - t0
+        n_snip += pred.maps.shape[0]
+        folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
+        write_tracks(folder, pred.tracks)
+    atomic_write_json(out / "inference.json", {"checkpoint": str(ckpt), "method": model.method,
+                                               "videos": len(test_set), "snippets": n_snip,
+                                               "seconds": seconds, "snippets_per_second": n_snip / max(seconds, 1e-9)})
+    if log:
+        log(f"predicted {len(test_set)} videos ({n_snip} snippets, {n_snip / max(seconds, 1e-9):.0f} snippets/s)")
+    return TestResult(out=out, videos=len(test_set), snippets=n_snip, seconds=seconds)
+
+
+def add_test_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``patchvad test``."""
+    parser.add_argument("--ckpt", required=True, type=Path, help="RUN/model.safetensors")
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder (its test split is used)")
+    parser.add_argument("--features", required=True, type=Path, help="feature store of that dataset")
+    parser.add_argument("--out", required=True, type=Path, help="predictions folder to write")
+    return parser
+
+
+def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None = None,
+                 features: str | Path | None = None, out: str | Path | None = None) -> TestResult:
+    """Body of ``patchvad test``: predict the test split, print one summary line.
+
+    Accepts the paths directly or an ``argparse.Namespace`` built with
+    :func:`add_test_arguments`.
+    """
+    import sys
+    if isinstance(ckpt, argparse.Namespace):
+        a = ckpt
+        ckpt, data, features, out = a.ckpt, a.data, a.features, a.out
+    res = test(ckpt, data, features, out, log=lambda m: print(m, file=sys.stderr))
+    print(f"{res.out}  ({res.videos} videos, {res.snippets_per_second:.0f} snippets/s)")
+    return res
+
+
+test.__test__ = False  # not a pytest test function
+__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "add_test_arguments", "box_from_map", "box_iou",
+           "link_tracks", "patch_scores", "predict_video", "test", "test_command", "write_tracks"]
