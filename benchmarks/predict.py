@@ -44,18 +44,11 @@ def quick_checkpoint(folder: Path) -> Path:
 
 
 def street_video(path: Path, frames: int) -> Path:
-    from patchvad.io.video import write_video
+    """The same 320x240 moving-object clip as benchmarks/extract.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from extract import _make_video
 
-    rng = np.random.default_rng(0)
-    bg = (rng.random((240, 320, 3)) * 120 + 60).astype(np.uint8)
-    clip = []
-    for t in range(frames):
-        f = bg.copy()
-        x = (10 + 3 * t) % 280
-        f[100:140, x:x + 16] = (200, 40, 40)
-        clip.append(f)
-    write_video(path, clip, fps=25)
-    return path
+    return _make_video((path, 0, frames))
 
 
 def offline_fps(detector, video: Path, out: Path) -> tuple[float, float, int]:
