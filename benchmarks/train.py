@@ -8,7 +8,9 @@ epoch time linearly to ``--target-videos``), then measures, in this process:
 1. fitting the normaliser on the normal videos (streamed, memory-mapped);
 2. encoding every video once (memory-mapped read, one video at a time);
 3. one training epoch: ``videos / batch_size`` AdamW steps of the proximity model
-   on balanced batches, exactly the loop of ``patchvad.train.fit``;
+   on balanced batches, exactly the loop of ``patchvad.train.fit`` (encoded videos in
+   a cache file read per batch, as ``fit`` does for sets above 1 GB; ``--cache memory``
+   keeps them in RAM);
 4. inference speed (snippets / second) of ``predict_video`` on a few videos;
 5. peak resident memory of the process (``ru_maxrss``).
 
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--infer-videos", type=int, default=8)
+    ap.add_argument("--cache", choices=["disk", "memory"], default="disk",
+                    help="encoded videos in a cache file read per batch (fit's choice above 1 GB) or in RAM")
     ap.add_argument("--tmp", type=Path, default=None, help="where to write the features (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -99,15 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         model.encoder.fit((store.load(s).x for s in normals), max_videos_hint=len(normals))
         model.init_prior()
         out["normaliser_fit_s"] = time.perf_counter() - t0
+        out["peak_rss_mb_after_normaliser"] = peak_rss_mb()
 
         class _E:  # the minimal VideoEntry interface encode_videos uses
             def __init__(self, stem: str):
                 self.stem = stem
 
         t0 = time.perf_counter()
-        videos = encode_videos(model, store, [_E(s) for s in stems], cfg.train.max_snippets, False)
+        cache = tmp / "encoded.cache" if args.cache == "disk" else None
+        videos = encode_videos(model, store, [_E(s) for s in stems], cfg.train.max_snippets, False,
+                               cache_file=cache)
         out["encode_s"] = time.perf_counter() - t0
-        out["encoded_mb"] = sum(v.numel() * v.element_size() for v in videos) / 2 ** 20
+        out["encoded_mb"] = videos.nbytes / 2 ** 20
+        out["cache"] = args.cache
+        out["peak_rss_mb_after_encode"] = peak_rss_mb()
 
         mil = MILLoss(cfg.loss)
         gen = torch.Generator().manual_seed(0)
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
             opt.step()
         out["epoch_steps"] = steps
+        out["peak_rss_mb_after_epoch"] = peak_rss_mb()
         out["epoch_s"] = time.perf_counter() - t0
         out["step_s"] = out["epoch_s"] / steps
         scale = args.target_videos / args.videos
@@ -141,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             n_snip += pred.maps.shape[0]
         out["infer_snippets_per_s"] = n_snip / (time.perf_counter() - t0)
         out["peak_rss_mb"] = peak_rss_mb()
-        out["peak_rss_mb_before_training"] = rss_before
+        out["peak_rss_mb_after_writing"] = rss_before
+        videos.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -155,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({out['step_s']:.3f} s/step) -> {out['epoch_s_extrapolated']:.0f} s per epoch of "
           f"{args.target_videos} videos (linear extrapolation)")
     print(f"inference: {out['infer_snippets_per_s']:.0f} snippets/s (predict_video, boxes included)")
-    print(f"peak RSS: {out['peak_rss_mb']:.0f} MB")
+    print(f"peak RSS: {out['peak_rss_mb']:.0f} MB (after writing {out['peak_rss_mb_after_writing']:.0f}, "
+          f"normaliser {out['peak_rss_mb_after_normaliser']:.0f}, encode {out['peak_rss_mb_after_encode']:.0f}, "
+          f"epoch {out['peak_rss_mb_after_epoch']:.0f}); encoded cache: {args.cache}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

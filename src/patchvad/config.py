@@ -166,6 +166,9 @@ class TrainConfig:
             to the prior channel) during training.
         grad_clip: max gradient norm (0: off).
         threads: torch CPU threads (0: leave torch's default).
+        cache: where the encoded training videos live: ``memory``, ``disk`` (one
+            file in the run folder, read per batch, removed at the end) or ``auto``
+            (disk when they would take more than ``cache_limit_mb``).
         device: ``cpu``, ``cuda`` or ``auto``.
         log_every: steps between progress lines.
     """
@@ -186,6 +189,8 @@ class TrainConfig:
     input_noise: float = 0.1
     grad_clip: float = 1.0
     threads: int = 0
+    cache: str = "auto"
+    cache_limit_mb: int = 1024
     device: str = "auto"
     log_every: int = 25
 
@@ -205,6 +210,8 @@ class TrainConfig:
         _check(self.input_noise >= 0, "train.input_noise", self.input_noise, ">= 0")
         _check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, ">= 0")
         _check(self.threads >= 0, "train.threads", self.threads, ">= 0")
+        _check(self.cache in ("memory", "disk", "auto"), "train.cache", self.cache, "memory, disk or auto")
+        _check(self.cache_limit_mb >= 0, "train.cache_limit_mb", self.cache_limit_mb, ">= 0")
         _check(self.device in ("cpu", "cuda", "auto"), "train.device", self.device, "cpu, cuda or auto")
         _check(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
 

@@ -41,7 +41,7 @@ from patchvad.io.files import atomic_path, atomic_write_json, atomic_write_text
 from patchvad.model.baselines import sultani_loss, video_topk_loss
 from patchvad.model.losses import MILLoss
 from patchvad.model.model import TRAINED_METHODS, AnomalyModel
-from patchvad.model.selection import bag_scores, window_length
+from patchvad.model.selection import window_length
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
@@ -240,13 +240,13 @@ def youden_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate_bags(model: AnomalyModel, videos: list[torch.Tensor], labels: list[int], mil: MILLoss,
+def evaluate_bags(model: AnomalyModel, videos, labels: list[int], mil: MILLoss,
                   device: torch.device, batch_size: int = 16) -> dict:
     """Bag scores, video AUC and mean loss over videos."""
     model.eval()
     bags, losses = [], []
     for i in range(0, len(videos), batch_size):
-        x, mask, lengths = _pad_batch(videos[i:i + batch_size], device)
+        x, mask, lengths = _pad_batch([videos[j] for j in range(i, min(len(videos), i + batch_size))], device)
         loss, _, b = batch_loss(model, x, mask, lengths, labels[i:i + batch_size], mil)
         bags.append(b.cpu())
         losses.append(float(loss) * len(lengths))
@@ -319,19 +319,86 @@ def _resolve_config(method: str, config: RunConfig | str | Path | None) -> RunCo
     return RunConfig.for_method(method, base)
 
 
-def encode_videos(model: AnomalyModel, store: FeatureStore, entries: list[VideoEntry], max_snippets: int,
-                  upsample_short: bool, log: Callable[[str], None] | None = None) -> list[torch.Tensor]:
-    """Encode each video once (memory-mapped read) and pool to ``max_snippets``: float16 tensors."""
-    out = []
+class EncodedVideos:
+    """Encoded, pooled training / validation videos: ``videos[i]`` -> ``(T_i, Gh, Gw, C)`` float16.
+
+    ``memory``: a list of tensors. ``disk``: one cache file, each video read back with a
+    plain positioned read (``np.fromfile``) when a batch needs it, so neither the cache
+    nor the features it came from count towards the process's resident memory (the
+    OS page cache still keeps hot videos fast). The file is removed by :meth:`close`.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self._mem: list[torch.Tensor] = []
+        self._index: list[tuple[int, tuple[int, ...]]] = []
+        self._fh = open(path, "wb") if path is not None else None
+        self._offset = 0
+        self.nbytes = 0
+
+    def append(self, x: torch.Tensor) -> None:
+        x = x.to(torch.float16).contiguous()
+        self.nbytes += x.numel() * 2
+        if self._fh is None:
+            self._mem.append(x)
+            return
+        data = x.numpy().tobytes()
+        self._fh.write(data)
+        self._index.append((self._offset, tuple(x.shape)))
+        self._offset += len(data)
+
+    def finish(self) -> "EncodedVideos":
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        return self
+
+    def __len__(self) -> int:
+        return len(self._mem) if self.path is None else len(self._index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self.path is None:
+            return self._mem[i]
+        offset, shape = self._index[i]
+        arr = np.fromfile(self.path, dtype=np.float16, count=int(np.prod(shape)), offset=offset)
+        return torch.from_numpy(arr.reshape(shape))
+
+    def close(self) -> None:
+        self.finish()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def encoded_size(store: FeatureStore, entries: list, channels: int, max_snippets: int) -> int:
+    """Bytes the encoded, pooled float16 videos will take (from the stored shapes)."""
+    total = 0
+    for e in entries:
+        t, gh, gw, _ = store.record(e.stem)["shape"]
+        total += min(int(t), max_snippets) * gh * gw * channels * 2
+    return total
+
+
+def encode_videos(model: AnomalyModel, store: FeatureStore, entries: list, max_snippets: int,
+                  upsample_short: bool, log: Callable[[str], None] | None = None,
+                  cache_file: Path | None = None) -> EncodedVideos:
+    """Encode each video once (memory-mapped read) and pool to ``max_snippets``.
+
+    Returns an :class:`EncodedVideos` in memory, or backed by ``cache_file``.
+    """
+    out = EncodedVideos(cache_file)
     t0 = time.perf_counter()
-    for i, e in enumerate(entries):
-        feats = store.load(e.stem, mmap=True)
-        enc = model.encoder.encode(feats.x)
-        out.append(pool_snippets(enc.cpu(), max_snippets, upsample_short).to(torch.float16).contiguous())
-        del feats
-        if log and (i + 1) % 200 == 0:
-            log(f"encoded {i + 1}/{len(entries)} videos ({time.perf_counter() - t0:.1f}s)")
-    return out
+    try:
+        for i, e in enumerate(entries):
+            feats = store.load(e.stem, mmap=True)
+            enc = model.encoder.encode(feats.x)
+            out.append(pool_snippets(enc.cpu(), max_snippets, upsample_short))
+            del feats, enc
+            if log and (i + 1) % 200 == 0:
+                log(f"encoded {i + 1}/{len(entries)} videos ({time.perf_counter() - t0:.1f}s)")
+    except BaseException:
+        out.close()
+        raise
+    return out.finish()
 
 
 def fit(data_root: str | Path, features: str | Path, out: str | Path, method: str = "proximity", seed: int = 0,
@@ -401,6 +468,33 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
         model.encoder.fit((store.load(e.stem).x for e in normals), seed=seed, max_videos_hint=len(normals))
         model.init_prior()
     model.to(device)
+    trained = cfg.method in TRAINED_METHODS and tc.steps > 0
+    val_videos: EncodedVideos | list = []
+    train_videos: EncodedVideos | list = []
+    if cfg.method != "random":
+        t_enc = time.perf_counter()
+        size = encoded_size(store, (tr if trained else []) + va, model.encoder.out_dim, tc.max_snippets)
+        on_disk = tc.cache == "disk" or (tc.cache == "auto" and size > tc.cache_limit_mb * 2 ** 20)
+        cache = (lambda name: run / f".{name}.encoded.cache") if on_disk else (lambda name: None)
+        train_videos = (encode_videos(model, store, tr, tc.max_snippets, tc.upsample_short, log, cache("train"))
+                        if trained else [])
+        val_videos = encode_videos(model, store, va, tc.max_snippets, tc.upsample_short, log, cache("val"))
+        log(f"encoded {len(train_videos) + len(val_videos)} videos in {time.perf_counter() - t_enc:.1f}s "
+            f"({model.encoder.out_dim} channels, {size / 2 ** 20:.0f} MB {'on disk' if on_disk else 'in memory'})")
+    try:
+        return _train(cfg, run, model, store, tr, va, train_videos, val_videos, trained, resume, seed, device,
+                      log, start_time)
+    finally:
+        for cached in (train_videos, val_videos):
+            if isinstance(cached, EncodedVideos):
+                cached.close()
+
+
+def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, tr: list, va: list,
+           train_videos, val_videos, trained: bool, resume: bool, seed: int, device: torch.device,
+           log: Callable[[str], None], start_time: float) -> FitResult:
+    tc = cfg.train
+    n_anom = sum(e.label == 1 for e in tr)
     mil = MILLoss(cfg.loss)
     history: list[dict] = []
     log_path = run / LOG_FILE
@@ -409,22 +503,14 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
-    trained = cfg.method in TRAINED_METHODS and tc.steps > 0
-    val_videos: list[torch.Tensor] = []
     val_labels = [e.label for e in va]
     best_step, best_score, step = 0, -math.inf, 0
     threshold = 0.5
-    if cfg.method != "random":
-        t_enc = time.perf_counter()
-        train_videos = encode_videos(model, store, tr, tc.max_snippets, tc.upsample_short, log) if trained else []
-        val_videos = encode_videos(model, store, va, tc.max_snippets, tc.upsample_short, log)
-        log(f"encoded {len(train_videos) + len(val_videos)} videos in {time.perf_counter() - t_enc:.1f}s "
-            f"({model.encoder.out_dim} channels)")
 
     if trained:
         labels = np.asarray([e.label for e in tr])
         if n_anom == 0:
-            raise ConfigError("the training part holds no anomalous video", path=data_root)
+            raise ConfigError("the training part holds no anomalous video", path=run / "split.json")
         gen = torch.Generator().manual_seed(seed)
         sampler = _Sampler(labels, tc.batch_size // 2, gen)
         opt = torch.optim.AdamW(model.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -584,5 +670,5 @@ def fit_command(data: str | Path | argparse.Namespace, features: str | Path | No
     return res
 
 
-__all__ = ["FitResult", "add_fit_arguments", "batch_loss", "encode_videos", "evaluate_bags", "fit", "fit_command",
+__all__ = ["EncodedVideos", "FitResult", "add_fit_arguments", "batch_loss", "encode_videos", "evaluate_bags", "fit", "fit_command",
            "pool_snippets", "roc_auc", "split_train_val", "youden_threshold"]

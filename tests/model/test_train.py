@@ -180,3 +180,18 @@ def test_smoothed_selection_prefers_a_good_stretch_over_one_lucky_evaluation():
     assert smoothed_best(h, 3) == 200
     assert smoothed_best(h, 1) == 50
     assert smoothed_best([{"step": 0, "val_auc": None}, {"step": 5, "val_auc": None}], 3) == 5
+
+
+def test_disk_cache_gives_the_same_training(toy, tmp_path):
+    data, feats = toy
+
+    def cfg(cache: str) -> RunConfig:
+        return RunConfig(model=SMALL.model, train=TrainConfig(steps=6, batch_size=4, eval_every=3, log_every=3,
+                                                              cache=cache, device="cpu"))
+
+    a = fit(data, feats, tmp_path / "mem", seed=4, config=cfg("memory"), log=None)
+    b = fit(data, feats, tmp_path / "disk", seed=4, config=cfg("disk"), log=None)
+    assert a.val_auc == b.val_auc and a.best_step == b.best_step
+    assert not list((tmp_path / "disk").glob("*.cache"))          # removed after training
+    ta, tb = load_file(str(a.checkpoint)), load_file(str(b.checkpoint))
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
