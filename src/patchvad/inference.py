@@ -37,6 +37,7 @@ from patchvad.io.files import atomic_write_json, atomic_write_text
 from patchvad.model.baselines import RandomScorer
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
+from patchvad.metrics.spatial import paired_iou
 from patchvad.predictions import write_prediction
 
 TRACKS_FILE = "tracks.csv"
@@ -112,14 +113,8 @@ def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg:
 
 
 def box_iou(a, b) -> float:
-    """IoU of inclusive pixel boxes (``+1`` convention)."""
-    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
-    return float(inter / (area(a) + area(b) - inter))
+    """IoU of two inclusive pixel boxes (``+1`` convention; the metrics' definition)."""
+    return float(paired_iou(np.asarray([a]), np.asarray([b]))[0])
 
 
 def link_tracks(snippet_boxes: list[tuple[int, int, int, int]], link_iou: float) -> list[int]:

@@ -161,6 +161,13 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
     return VideoInfo(str(path), count, fps, width, height, codec)
 
 
+def _reformat(frame: "av.VideoFrame", size: tuple[int, int] | None, fmt: str) -> np.ndarray:
+    """One decoded frame as an array, resized (area interpolation) when ``size`` is given."""
+    if size is None:
+        return frame.reformat(format=fmt).to_ndarray()
+    return frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt, interpolation="AREA").to_ndarray()
+
+
 class VideoReader:
     """Sequential frame access to one video file, stream, or folder of frame images.
 
@@ -214,32 +221,9 @@ class VideoReader:
             for path in self._frame_files:
                 yield _image(path, size, gray)
             return
-        container = _open(self.source, self._options)
         fmt = "gray" if gray else "rgb24"
-        index = 0
-        try:
-            stream = container.streams.video[0]
-            if threads == 1:
-                stream.codec_context.thread_count = 1
-            else:
-                stream.thread_type = "AUTO"
-                if threads:
-                    stream.codec_context.thread_count = int(threads)
-            for frame in container.decode(stream):
-                if size is not None:
-                    frame = frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt,
-                                           interpolation="AREA")
-                else:
-                    frame = frame.reformat(format=fmt)
-                yield frame.to_ndarray()
-                index += 1
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"corrupt or truncated: decoding failed after {index} frames ({exc})",
-                             path=self.source) from exc
-        finally:
-            container.close()
-        if index == 0:
-            raise VideoError("contains no frames", path=self.source)
+        for frame in self._decoded(threads):
+            yield _reformat(frame, size, fmt)
 
     def frame_pairs(self, size: tuple[int, int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(native (H, W, 3), resized (h, w, 3))`` RGB pairs from ONE decode.
@@ -252,15 +236,23 @@ class VideoReader:
             for path in self._frame_files:
                 yield _image(path, None, False), _image(path, size, False)
             return
+        for frame in self._decoded(None):
+            yield _reformat(frame, None, "rgb24"), _reformat(frame, size, "rgb24")
+
+    def _decoded(self, threads: int | None) -> Iterator["av.VideoFrame"]:
+        """Decoded PyAV frames of the source; every failure becomes a VideoError."""
         container = _open(self.source, self._options)
         index = 0
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            if threads == 1:
+                stream.codec_context.thread_count = 1
+            else:
+                stream.thread_type = "AUTO"
+                if threads:
+                    stream.codec_context.thread_count = int(threads)
             for frame in container.decode(stream):
-                small = frame.reformat(width=int(size[0]), height=int(size[1]), format="rgb24",
-                                       interpolation="AREA").to_ndarray()
-                yield frame.reformat(format="rgb24").to_ndarray(), small
+                yield frame
                 index += 1
         except av.error.FFmpegError as exc:
             raise VideoError(f"corrupt, truncated or dropped: decoding failed after {index} frames ({exc})",

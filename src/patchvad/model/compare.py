@@ -25,19 +25,10 @@ import numpy as np
 
 from patchvad.data.folder import DatasetFolder
 from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.metrics.spatial import paired_iou
 
 KEYS = ("frame_auc_micro", "frame_auc_macro", "frame_ap", "tiou", "rbdc", "tbdc", "pauc", "pap")
 UNTRAINED = ("motion_floor", "random")
-
-
-def _iou(a, b) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 def cell_box(box, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -70,7 +61,8 @@ def grid_ceiling(data_root: str | Path, grids=((7, 7), (14, 14), (28, 28))) -> d
             b = gt.boxes_of_frame(int(f))
             union = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
             for g in ious:
-                ious[g].append(_iou(union, cell_box(union, g, (gt.width, gt.height))))
+                cells = cell_box(union, g, (gt.width, gt.height))
+                ious[g].append(float(paired_iou(np.asarray([union]), np.asarray([cells]))[0]))
     return {f"{g[0]}x{g[1]}": {"tiou_ceiling": float(np.mean(v)) if v else None,
                                "frac_iou_ge_0.1": float(np.mean(np.asarray(v) >= 0.1)) if v else None,
                                "frames": len(v)} for g, v in ious.items()}
