@@ -81,6 +81,11 @@ class EventTracker:
     def open_event(self) -> Event | None:
         return self._open
 
+    @property
+    def last_frame(self) -> int:
+        """The last frame fed to :meth:`update` (-1 before the first)."""
+        return self._frame
+
     def update(self, frame: int, score: float) -> list[tuple[str, Event]]:
         """Feed one frame's score. Returns ``[("start" | "end", event), ...]`` that happened."""
         if frame <= self._frame:

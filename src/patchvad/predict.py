@@ -214,7 +214,7 @@ class Detector:
         for t in range(snippets.num_snippets):
             first, last = snippets.snippet_frames(t)
             for f in range(first, last + 1):
-                if f > tracker._frame:
+                if f > tracker.last_frame:
                     tracker.update(f, float(frame_scores[f]))
             row = boxes[first]
             tracker.add_box(EventBox(t, first, int(row[1]), int(row[2]), int(row[3]), int(row[4]),
@@ -270,7 +270,7 @@ class Detector:
             start, n_real, frames = natives.popleft()
             started, ended = [], []
             for f in range(start, start + n_real):
-                if f <= tracker._frame:
+                if f <= tracker.last_frame:
                     continue          # overlapping snippets: a frame is reported once
                 for kind, ev in tracker.update(f, score):
                     (started if kind == "start" else ended).append(ev)
