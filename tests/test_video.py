@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SHARED_DATA, moving_square_frames
 from patchvad.errors import VideoError
-from patchvad.io.video import VideoReader, VideoWriter, iter_snippets, probe, write_video
+from patchvad.io.video import VideoReader, VideoWriter, iter_snippets, probe, rgb_to_yuv420p, write_video
 
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:
@@ -34,6 +34,36 @@ def test_resize_on_decode_and_gray(square_video: Path) -> None:
     assert frame.shape == (32, 48, 3) and frame.dtype == np.uint8
     gray = next(reader.frames(size=(48, 32), gray=True))
     assert gray.shape == (32, 48)
+
+
+def test_rgb_to_yuv420p_known_values() -> None:
+    # BT.601 limited range, integer: Y = ((66R + 129G + 25B + 128) >> 8) + 16 and, on the
+    # sums S of each 2x2 block, U = ((-38 SR - 74 SG + 112 SB + 512) >> 10) + 128,
+    # V = ((112 SR - 94 SG - 18 SB + 512) >> 10) + 128.
+    frame = np.zeros((2, 4, 3), dtype=np.uint8)
+    frame[:, :2] = (255, 0, 0)          # left block pure red
+    frame[:, 2:] = (255, 255, 255)      # right block white
+    planes = rgb_to_yuv420p(frame)
+    assert planes.shape == (3, 4) and planes.dtype == np.uint8
+    # red: Y = (16830 + 128) >> 8 = 66, + 16 = 82; S_R = 1020:
+    # U = (-38760 + 512) >> 10 = floor(-37.35) = -38, + 128 = 90; V = (114240 + 512) >> 10 = 112, + 128 = 240
+    # white: Y = (220 * 255 + 128) >> 8 = 219, + 16 = 235; U = V = (0 + 512) >> 10 = 0, + 128 = 128
+    assert planes[:2].tolist() == [[82, 82, 235, 235], [82, 82, 235, 235]]
+    assert planes[2].tolist() == [90, 128, 240, 128]   # U plane (2 values) then V plane (2 values)
+
+
+def test_encoded_bytes_do_not_depend_on_the_frame_buffer(tmp_path: Path) -> None:
+    # The same pixels from a contiguous array and from a strided view of a bigger one
+    # must give byte-identical files (the RGB -> YUV step depends only on the pixels).
+    frames, _ = moving_square_frames(n=6)
+    wide = [np.pad(f, ((0, 0), (3, 5), (0, 0)))[:, 3:-5] for f in frames]
+    assert not wide[0].flags["C_CONTIGUOUS"]
+    for name, source in (("a.mp4", frames), ("b.mp4", wide)):
+        with VideoWriter(tmp_path / name, 10, (96, 64), threads=1) as writer:
+            for frame in source:
+                writer.write(frame)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_odd_size_is_padded_to_even(tmp_path: Path) -> None:
