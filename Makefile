@@ -6,21 +6,29 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean bench
 
+TEST_STAMP := $(VENV)/.installed-test
+
+# The demo needs only the core; the tests add pytest, hypothesis and the optional
+# backbones' libraries (so `make demo` does not spend its minutes installing them).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/patchvad demo --out runs/demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) benchmarks/extract.py
 
 clean:

