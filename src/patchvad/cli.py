@@ -40,6 +40,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_reduce(args: argparse.Namespace) -> int:
+    from patchvad.features.reduce import reduce_command
+
+    reduce_command(Path(args.features), Path(args.data), Path(args.out), dim=args.dim, samples=args.samples,
+                   seed=args.seed)
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from patchvad.metrics.evaluate import evaluate_command
 
@@ -76,14 +84,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     report = predict_command(args.source, Path(args.ckpt), Path(args.out), stream=args.stream,
                              threshold=args.threshold, device=args.device, delay=args.delay, history=args.history,
-                             overlay=not args.no_overlay)
+                             overlay=not args.no_overlay, force=args.force)
     return 1 if report.failed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from patchvad.demo import demo_command
 
-    demo_command(Path(args.out), preset=args.preset, seeds=args.seeds, ablate=args.ablate)
+    demo_command(Path(args.out), preset=args.preset, seeds=args.seeds, ablate=args.ablate, jobs=args.jobs)
     return 0
 
 
@@ -98,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small: what make demo runs; full: more data; tiny: a smoke test")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--ablate", action="store_true", help="also run the ablation table (window, selection, k, ...)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="fits run in parallel processes (default: one per core, at most 4)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark")
@@ -129,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode videos in this many processes (use with --device cuda)")
     p.set_defaults(func=_cmd_extract)
 
+    p = sub.add_parser("reduce", help="fit a PCA on the training videos' features; write a reduced feature store")
+    p.add_argument("features", help="feature folder (from patchvad extract)")
+    p.add_argument("--data", required=True, help="its dataset folder (the projection is fitted on its train split)")
+    p.add_argument("--out", required=True, help="reduced feature folder to write")
+    p.add_argument("--dim", type=int, required=True, help="channels of the reduced features (motion's 8 included)")
+    p.add_argument("--samples", type=int, default=200_000, help="patch tokens sampled to fit the PCA")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_reduce)
+
     p = sub.add_parser("fit", help="train a model from video-level labels")
     p.add_argument("--data", required=True)
     p.add_argument("--features", required=True)
@@ -158,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=64, help="streaming past context in snippets")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    p.add_argument("--force", action="store_true",
+                   help="recompute videos a previous run already finished with this checkpoint and settings")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="compute every metric of a predictions folder")

@@ -57,6 +57,11 @@ class ModelConfig:
         scene_token: add the per-snippet global (mean-pooled) token.
         position: add a position encoding of the cell centre (works for any grid).
         dropout: dropout inside blocks.
+        correction_bound: with the motion prior, the learned correction is squashed to
+            ``(-b, b)`` logits (``b * tanh(c / b)``; identity near 0, so training starts as
+            before); 0 leaves it unbounded. Evidence can still lift a motionless cell
+            (an object left behind) well above the prior, but no correction can bury the
+            motion evidence or invent an anomaly far from it.
         pca_samples: tokens sampled from normal training videos to fit the PCA.
         norm_videos: at most this many normal training videos (evenly spaced) fit
             the normaliser (its statistics converge long before a large set is read).
@@ -76,6 +81,7 @@ class ModelConfig:
     scene_token: bool = True
     position: bool = True
     dropout: float = 0.1
+    correction_bound: float = 0.0
     pca_samples: int = 50_000
     norm_videos: int = 200
 
@@ -90,6 +96,7 @@ class ModelConfig:
                "isotropic, conv or none")
         _check(self.spatial_layers >= 0, "model.spatial_layers", self.spatial_layers, ">= 0")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+        _check(self.correction_bound >= 0, "model.correction_bound", self.correction_bound, ">= 0")
         _check(self.pca_samples >= 100, "model.pca_samples", self.pca_samples, ">= 100")
         _check(self.norm_videos >= 1, "model.norm_videos", self.norm_videos, ">= 1")
         from patchvad.features.backbones.motion import MOTION_CHANNELS
@@ -165,6 +172,11 @@ class TrainConfig:
         input_noise: std of Gaussian noise added to the standardised inputs (not
             to the prior channel) during training.
         grad_clip: max gradient norm (0: off).
+        batch_per_rank: under ``torchrun``: False (default) splits each balanced batch
+            of ``batch_size`` videos evenly between the processes, so the effective
+            batch (and the training) equals the single-process run; True gives every
+            process ``batch_size`` videos (effective batch ``world_size x batch_size``,
+            learning rate unchanged). No effect in one process.
         threads: torch CPU threads (0: leave torch's default).
         cache: where the encoded training videos live: ``memory``, ``disk`` (one
             file in the run folder, read per batch, removed at the end) or ``auto``
@@ -188,6 +200,7 @@ class TrainConfig:
     hflip: float = 0.5
     input_noise: float = 0.1
     grad_clip: float = 1.0
+    batch_per_rank: bool = False
     threads: int = 0
     cache: str = "auto"
     cache_limit_mb: int = 1024

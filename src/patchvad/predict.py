@@ -178,10 +178,14 @@ class Detector:
         self.model = load_model(self.ckpt, map_location=device)
         self.model.to(device)
         spec = self.model.spec
-        self.extractor = PatchFeatureExtractor(backbone=spec.backbone, grid=spec.grid, input_size=spec.input_size,
-                                               snippet_len=spec.snippet_len, stride=spec.stride, passes=spec.passes,
-                                               motion=spec.motion, device=device, pretrained=pretrained)
-        diff = self.extractor.spec.compatible_with(spec)
+        # A model trained on reduced features (features/reduce.py) carries its projection:
+        # the backbone makes the raw features, the projection reduces them.
+        self.reduction = self.model.reduction
+        raw = spec if self.reduction is None else self.reduction.source
+        self.extractor = PatchFeatureExtractor(backbone=raw.backbone, grid=raw.grid, input_size=raw.input_size,
+                                               snippet_len=raw.snippet_len, stride=raw.stride, passes=raw.passes,
+                                               motion=raw.motion, device=device, pretrained=pretrained)
+        diff = self.extractor.spec.compatible_with(raw)
         if diff:
             raise CheckpointError(f"this installation cannot reproduce the checkpoint's features (differs in "
                                   f"{diff}); the backbone weights must match", path=self.ckpt)
@@ -199,7 +203,7 @@ class Detector:
         t0 = time.perf_counter()
         feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size)
         # Stored features are float16; score exactly what training and testing see.
-        vf = VideoFeatures(stem=_stem_of(source), x=feats.astype(np.float16), snippets=snippets, record=facts)
+        vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
         pred = predict_video(self.model, vf, self.box_cfg)
         events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, facts["fps"], min_gap)
         return Detection(source=str(source), stem=vf.stem, fps=float(facts["fps"]), width=int(facts["width"]),
@@ -207,6 +211,11 @@ class Detector:
                          snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
                          frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
                          seconds=time.perf_counter() - t0)
+
+    def _stored(self, feats: np.ndarray) -> np.ndarray:
+        """Backbone output as the feature store holds it: float16, projected when the model was trained so."""
+        x = feats.astype(np.float16)
+        return x if self.reduction is None else self.reduction.apply(x)
 
     def _events(self, frame_scores, snip_scores, boxes, snippets: SnippetMap, fps: float,
                 min_gap: int | None) -> list[Event]:
@@ -295,7 +304,7 @@ class Detector:
 
         try:
             for s_start, snippet, n_real, frames in snippets_with_natives():
-                feats = self.extractor(snippet[None])[0].astype(np.float16)
+                feats = self._stored(self.extractor(snippet[None]))[0]
                 window.append(feats)
                 natives.append((s_start, n_real, frames))
                 received += 1
@@ -378,8 +387,14 @@ def _scores_csv(frame_scores: np.ndarray, fps: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails: bool = True) -> Path:
-    """Write one offline detection's outputs to ``out/<stem>/`` (see module docstring)."""
+def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails: bool = True,
+                    run: dict | None = None) -> Path:
+    """Write one offline detection's outputs to ``out/<stem>/`` (see module docstring).
+
+    ``events.json`` is written last: its presence marks the folder complete. ``run``
+    (checkpoint, settings, source facts) is recorded in it, so that a rerun of
+    ``patchvad predict`` can tell a finished video from one to redo.
+    """
     folder = write_prediction(out, det.stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
     atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
     peak_frames = {ev.peak_frame: k for k, ev in enumerate(det.events)}
@@ -407,21 +422,27 @@ def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails:
             raise
         if sink is not None:
             sink.close()
-    _write_events(folder, det)
+    _write_events(folder, det, run)
     return folder
 
 
-def _write_events(folder: Path, det: Detection) -> None:
-    atomic_write_json(folder / "events.json", {
+EVENTS = "events.json"
+
+
+def _write_events(folder: Path, det: Detection, run: dict | None = None) -> None:
+    record = {
         "source": det.source, "stem": det.stem, "mode": det.mode, "status": det.status, "error": det.error,
         "fps": det.fps, "frame_count": det.frame_count, "width": det.width, "height": det.height,
         "threshold": det.threshold, "events": [ev.to_dict() for ev in det.events],
-    })
+    }
+    if run is not None:
+        record["run"] = run
+    atomic_write_json(folder / EVENTS, record)
 
 
 def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1, history: int = 64,
                      overlay: bool = True, echo: Callable[[str], None] | None = None,
-                     reader_options: dict | None = None) -> Detection:
+                     reader_options: dict | None = None, run: dict | None = None) -> Detection:
     """Run :meth:`Detector.stream` and write every output as it goes.
 
     Events are printed when they open and close; the overlay is drawn from the
@@ -493,47 +514,125 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
     if n:
         write_prediction(out, stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
     atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
-    _write_events(folder, det)
+    _write_events(folder, det, run)
     return det
 
 
 @dataclass
 class PredictReport:
-    """What a ``patchvad predict`` run did."""
+    """What a ``patchvad predict`` run did.
+
+    Attributes:
+        done: detections made by this run.
+        skipped: stems whose outputs a previous run finished with the same checkpoint,
+            settings and source (not recomputed).
+        failed: source -> one-line error.
+    """
 
     done: list[Detection] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _source_facts(src: str) -> dict:
+    """Size and modification time of a local source: a changed file is predicted again."""
+    try:
+        st = Path(src).stat()
+    except OSError:
+        return {}
+    return {"source_bytes": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+def _is_finished(folder: Path, src: str, run: dict, overlay: bool) -> bool:
+    """True when ``folder`` holds complete outputs of ``src`` made with the same ``run``."""
+    try:
+        record = json.loads((folder / EVENTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("status") != "complete" or record.get("source") != str(src):
+        return False
+    if record.get("run") != run or not (folder / "scores.npy").is_file():
+        return False
+    return not overlay or (folder / "overlay.mp4").is_file()
+
+
+def _start_over(folder: Path) -> None:
+    """Before (re)computing a video: drop its completion marker, old outputs and temporary files.
+
+    ``events.json`` goes first, so a run killed half-way never leaves a folder that
+    looks complete; temporary files a killed run left are removed with it.
+    """
+    if not folder.is_dir():
+        return
+    (folder / EVENTS).unlink(missing_ok=True)
+    for old in [folder / "overlay.mp4", *folder.glob(".*.tmp*"), *(folder / "thumbs").glob("*.png"),
+                *(folder / "thumbs").glob(".*.tmp*")]:
+        if old.is_file():
+            old.unlink(missing_ok=True)
 
 
 def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, threshold: float | None = None,
                     device: str = "cpu", delay: int = 1, history: int = 64, overlay: bool = True,
-                    echo: Callable[[str], None] = print) -> PredictReport:
+                    echo: Callable[[str], None] = print, force: bool = False) -> PredictReport:
     """``patchvad predict``: every source in turn; a failing one is reported, the rest go on.
 
     Outputs of a finished video are written before the next one starts, so a later
-    failure never loses them.
+    failure never loses them. A rerun skips every video whose outputs a previous run
+    finished with the same checkpoint, threshold, mode and overlay setting from an
+    unchanged source file (``events.json`` is the completion record; ``force``
+    recomputes them). Two sources with the same stem would share an output folder:
+    the second one fails.
     """
+    from patchvad.io.files import sha256_file
+
     detector = Detector(ckpt, device=device, threshold=threshold)
     report = PredictReport()
     sources = resolve_sources(source)
+    settings = {"checkpoint_sha256": sha256_file(ckpt), "threshold": detector.threshold,
+                "mode": "stream" if stream else "offline", "overlay": bool(overlay)}
+    if stream:
+        settings.update(delay=int(delay), history=int(history))
+    stems: dict[str, str] = {}
     for src in sources:
+        stem = _stem_of(src)
+        if stem in stems:
+            report.failed[src] = (f"{src}: has the stem '{stem}' of {stems[stem]}, whose outputs are in "
+                                  f"{Path(out) / stem}; rename one of them")
+            echo(f"FAILED {report.failed[src]}")
+            continue
+        stems[stem] = src
+        folder = Path(out) / stem
+        run = {**settings, **({} if _is_url(src) else _source_facts(src))}
+        if not force and not _is_url(src) and _is_finished(folder, src, run, overlay):
+            report.skipped.append(stem)
+            echo(f"{stem}: already predicted with this checkpoint and settings (skipped)")
+            continue
         try:
+            _start_over(folder)
             if stream:
-                det = stream_to_folder(detector, src, out, delay=delay, history=history, overlay=overlay)
+                det = stream_to_folder(detector, src, out, delay=delay, history=history, overlay=overlay, run=run)
             else:
                 det = detector.predict(src)
-                write_detection(det, out, overlay=overlay)
+                write_detection(det, out, overlay=overlay, run=run)
         except PatchvadError as exc:
             report.failed[src] = str(exc)
             echo(f"FAILED {src}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch
+            report.failed[src] = f"{src}: {type(exc).__name__}: {exc}"
+            echo(f"FAILED {report.failed[src]}")
             continue
         report.done.append(det)
         status = "" if det.status == "complete" else f" (input ended early: {det.error})"
         echo(f"{det.stem}: {det.frame_count} frames, {len(det.events)} event(s) at threshold {det.threshold:.3f}"
              + "".join(f"\n  {ev.start_time:7.2f}s - {ev.end_time:7.2f}s  peak {ev.peak_score:.3f}"
                        for ev in det.events) + status)
-    echo(f"predicted {len(report.done)} video(s) into {out}; {len(report.failed)} failed")
+    skipped = f", skipped {len(report.skipped)} already predicted" if report.skipped else ""
+    echo(f"predicted {len(report.done)} video(s) into {out}{skipped}; {len(report.failed)} failed")
+    for src, why in report.failed.items():
+        echo(f"  FAILED {why}" if why.startswith(src) else f"  FAILED {src}: {why}")
     summary = {"checkpoint": str(ckpt), "threshold": detector.threshold, "mode": "stream" if stream else "offline",
-               "videos": [d.stem for d in report.done], "failed": report.failed}
+               "videos": [d.stem for d in report.done] + report.skipped, "skipped": report.skipped,
+               "failed": report.failed}
     atomic_write_text(Path(out) / "predict.json", json.dumps(summary, indent=2) + "\n")
     return report

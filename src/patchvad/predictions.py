@@ -13,9 +13,9 @@ the equal-length assumption: snippet length ``L = ceil(F / T)``, frame ``f`` ->
 snippet ``min(f // L, T - 1)``; :attr:`VideoPrediction.frame_to_snippet_assumed`
 says so.
 
-Every file is written atomically; ``scores.npy`` is written last, so a folder with
-scores is complete. Every read error is a :class:`PredictionError` naming the file
-(and line).
+Every file is written atomically; ``scores.npy`` is removed first and written last,
+so a folder with scores is complete (a rewrite that fails half-way leaves none). Every
+read error is a :class:`PredictionError` naming the file (and line).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.errors import PatchvadError, PredictionError
-from patchvad.io.files import atomic_save_npy, atomic_write_text, load_npy
+from patchvad.io.files import atomic_save_npy, atomic_write_text, load_npy, text_lines
 
 SCORES = "scores.npy"
 BOXES = "boxes.csv"
@@ -117,6 +117,8 @@ def write_prediction(pred_dir: str | Path, stem: str, scores: np.ndarray, boxes:
     if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.number) or not np.isfinite(s).all():
         raise PredictionError(f"scores must be a non-empty 1-D array of finite numbers, got shape {s.shape}",
                               path=folder / SCORES)
+    if np.abs(s).max() > np.finfo(np.float32).max:
+        raise PredictionError("scores exceed the float32 range they are stored in", path=folder / SCORES)
     n_frames = s.shape[0]
     b = np.zeros((0, 6)) if boxes is None else np.asarray(boxes, dtype=np.float64)
     if b.size == 0:
@@ -140,6 +142,9 @@ def write_prediction(pred_dir: str | Path, stem: str, scores: np.ndarray, boxes:
     lines.extend(f"{fid},{_fmt(x1)},{_fmt(y1)},{_fmt(x2)},{_fmt(y2)},{_fmt(sc)}"
                  for fid, (x1, y1, x2, y2, sc) in zip(frame_ids.tolist(), b[:, 1:].tolist()))
     try:
+        # A rewrite first drops the completion marker: if it fails half-way (a full disk),
+        # new boxes never pass as complete beside the old scores.
+        (folder / SCORES).unlink(missing_ok=True)
         atomic_write_text(folder / BOXES, "\n".join(lines) + "\n")
         if maps is not None:
             atomic_save_npy(folder / MAPS, np.asarray(maps).astype(np.float16))
@@ -151,6 +156,8 @@ def write_prediction(pred_dir: str | Path, stem: str, scores: np.ndarray, boxes:
         atomic_save_npy(folder / SCORES, s.astype(np.float32))
     except PatchvadError as exc:
         raise PredictionError(exc.message, path=exc.path) from exc
+    except OSError as exc:
+        raise PredictionError(f"cannot write ({exc.strerror or exc})", path=folder) from exc
     return folder
 
 
@@ -200,7 +207,7 @@ def _read_boxes(path: Path, n_frames: int) -> np.ndarray:
                               f"{BOXES})", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PredictionError(f"cannot read as UTF-8 text ({exc})", path=path) from None
-    lines = text.splitlines()
+    lines = text_lines(text)
     numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
     if not numbered:
         raise PredictionError(f"empty file: expected the header {','.join(BOX_COLUMNS)}", path=path)

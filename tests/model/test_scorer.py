@@ -50,6 +50,27 @@ def test_untrained_scorer_reproduces_the_motion_prior():
     assert torch.allclose(net(x), expected, atol=1e-5)
 
 
+def test_correction_bound_limits_how_far_the_logit_leaves_the_prior():
+    import dataclasses
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 4, 6)
+    prior = 2.5 * (x[..., 0] - 0.7)
+    free = PatchScorer(6, CFG, prior_init=(2.5, 0.7)).eval()
+    bounded = PatchScorer(6, dataclasses.replace(CFG, correction_bound=1.5), prior_init=(2.5, 0.7)).eval()
+    bounded.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        for p in free.head[2].parameters():
+            p.normal_(0, 20.0)                       # a wild correction: tens of logits
+        bounded.head[2].load_state_dict(free.head[2].state_dict())
+        free_corr = free.logits(x) - prior
+        bound_corr = bounded.logits(x) - prior
+    assert free_corr.abs().max() > 5.0
+    assert bound_corr.abs().max() <= 1.5 + 1e-5               # float32 tanh saturates at 1
+    # b * tanh(c / b): the same sign, and almost the identity for small corrections
+    assert torch.allclose(bound_corr, 1.5 * torch.tanh(free_corr / 1.5), atol=1e-4)
+
+
 def test_motion_floor_scores_known_answer():
     motion = slice(2, 10)
     x = np.zeros((3, 1, 2, 10), dtype=np.float16)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from patchvad.errors import DatasetError, UnsafeFileError, VideoError
-from patchvad.io.files import atomic_save_npy, atomic_write_text, load_npy, resolve_inside
+from patchvad.errors import DatasetError, PatchvadError, UnsafeFileError, VideoError
+from patchvad.io.files import atomic_save_npy, atomic_write_text, load_npy, resolve_inside, text_lines
 from patchvad.io.video import VideoInfo, probe
 
 MANIFEST = "manifest.csv"
@@ -93,9 +94,12 @@ class GroundTruth:
         return self.regions[self.regions[:, 1] == frame_id, 2:6]
 
 
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 def _parse_int(value: str, what: str, path: Path, line: int) -> int:
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         try:
             as_float = float(str(value).strip())
@@ -103,10 +107,14 @@ def _parse_int(value: str, what: str, path: Path, line: int) -> int:
             raise DatasetError(f"{what} '{value}' is not an integer", path=path, line=line) from None
         if not as_float.is_integer():
             raise DatasetError(f"{what} '{value}' is not an integer", path=path, line=line) from None
-        return int(as_float)
+        number = int(as_float)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise DatasetError(f"{what} '{value}' is out of range (64-bit integers)", path=path, line=line)
+    return number
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], int]:
+    """Header, ``(line, row)`` of each non-blank data row, and the header's line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -115,15 +123,24 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise DatasetError(f"not UTF-8 text ({exc.reason})", path=path) from None
     except OSError as exc:
         raise DatasetError(f"cannot read ({exc.strerror})", path=path) from None
+    # Number rows by the physical line they start on (a quoted field may span lines).
+    reader = csv.reader(io.StringIO("\n".join(text_lines(text))))
+    numbered: list[tuple[int, list[str]]] = []
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        while True:
+            first_line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            if any(c.strip() for c in row):
+                numbered.append((first_line, row))
     except csv.Error as exc:
-        raise DatasetError(f"malformed CSV ({exc})", path=path) from None
-    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+        raise DatasetError(f"malformed CSV ({exc})", path=path, line=reader.line_num or None) from None
     if not numbered:
         raise DatasetError("empty file: expected a header line", path=path)
     header = [c.strip() for c in numbered[0][1]]
-    return header, numbered[1:]
+    return header, numbered[1:], numbered[0][0]
 
 
 def read_manifest(root: str | Path, check_files: bool = True) -> list[VideoEntry]:
@@ -138,16 +155,16 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[VideoEntry
     path = root / MANIFEST
     if not root.is_dir():
         raise DatasetError("dataset root is not a folder", path=root)
-    header, rows = _read_csv(path)
+    header, rows, head = _read_csv(path)
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
         raise DatasetError(f"unknown column(s) {unknown}; allowed: "
-                           f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}", path=path, line=1)
+                           f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}", path=path, line=head)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise DatasetError(f"missing column(s) {missing}", path=path, line=1)
+        raise DatasetError(f"missing column(s) {missing}", path=path, line=head)
     if len(set(header)) != len(header):
-        raise DatasetError("duplicate column names in header", path=path, line=1)
+        raise DatasetError("duplicate column names in header", path=path, line=head)
     col = {name: i for i, name in enumerate(header)}
     entries: list[VideoEntry] = []
     stems: dict[str, int] = {}
@@ -168,24 +185,35 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[VideoEntry
             raise DatasetError(f"video stem '{stem}' also on line {stems[stem]}: stems name tracks, "
                                f"labels and features and must be unique", path=path, line=line)
         stems[stem] = line
-        if check_files and not resolved.exists():
+        if check_files and not _exists(resolved):
             raise DatasetError(f"video '{video}' not found", path=path, line=line)
         facts: dict[str, int | float | None] = {}
         for name in ("frames", "width", "height"):
             text = get(name)
             facts[name] = None if text == "" else _parse_int(text, name, path, line)
-            if facts[name] is not None and facts[name] < 1:
-                raise DatasetError(f"{name} must be positive, found {text}", path=path, line=line)
+            if facts[name] is not None and not 1 <= facts[name] < 2 ** 31:
+                raise DatasetError(f"{name} must be a positive count below 2**31, found {text}", path=path,
+                                   line=line)
         fps_text = get("fps")
         try:
             facts["fps"] = None if fps_text == "" else float(fps_text)
         except ValueError:
             raise DatasetError(f"fps '{fps_text}' is not a number", path=path, line=line) from None
+        if facts["fps"] is not None and not (math.isfinite(facts["fps"]) and facts["fps"] > 0):
+            raise DatasetError(f"fps must be a positive number, found {fps_text}", path=path, line=line)
         entries.append(VideoEntry(video=video, path=resolved, split=split, label=int(label_text),
                                   cls=get("class"), stem=stem, line=line, **facts))
     if not entries:
         raise DatasetError("manifest lists no videos", path=path)
     return entries
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that says False for names the file system cannot even look up."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -261,7 +289,13 @@ def load_ground_truth(root: Path, stem: str, label: int, frame_count: int, width
     regions = read_tracks(tracks_path, frame_count, width, height) if tracks_path.exists() \
         else np.zeros((0, 6), dtype=np.int64)
     if labels_path.exists():
-        labels = load_npy(labels_path)
+        try:
+            labels = load_npy(labels_path)
+        except PatchvadError as exc:
+            raise DatasetError(exc.message, path=labels_path) from exc
+        if labels.dtype.kind not in "biuf":
+            raise DatasetError(f"frame labels must be a numeric 0/1 array, found dtype {labels.dtype}",
+                               path=labels_path)
         if labels.ndim != 1:
             raise DatasetError(f"frame labels must be 1-D, found shape {labels.shape}", path=labels_path)
         if labels.shape[0] != frame_count:
@@ -292,10 +326,10 @@ def read_tracks(path: Path, frame_count: int | None = None, width: int | None = 
         DatasetError: header, non-integers, inverted boxes, boxes outside the frame,
             frame ids past the end, duplicate (track, frame) rows; names file and line.
     """
-    header, rows = _read_csv(path)
+    header, rows, head = _read_csv(path)
     if tuple(header) != TRACK_COLUMNS:
         raise DatasetError(f"header must be {','.join(TRACK_COLUMNS)}, found {','.join(header)}",
-                           path=path, line=1)
+                           path=path, line=head)
     out = np.zeros((len(rows), 6), dtype=np.int64)
     seen: dict[tuple[int, int], int] = {}
     for k, (line, row) in enumerate(rows):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.folder import DatasetFolder, VideoEntry
-from patchvad.errors import PatchvadError, VideoError
+from patchvad.errors import FeatureError, PatchvadError, VideoError
 from patchvad.features.backbones import PatchFeatureExtractor
 from patchvad.features.decode import _decode_worker, _from_shared
 from patchvad.features.snippets import SnippetMap
@@ -121,6 +121,9 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
                 feats, snippets, facts = extract_video(source, extractor, batch_size=batch_size)
             except PatchvadError as exc:
                 yield index, None, None, str(exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop a days-long run
+                yield index, None, None, f"{source}: {type(exc).__name__}: {exc}"
                 continue
             yield index, feats, snippets, facts
         return
@@ -248,25 +251,37 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
     t0 = time.perf_counter()
     bar = tqdm(total=len(entries), desc=f"extract[{rank}]" if world_size > 1 else "extract", unit="video",
                disable=not progress)
-    todo = []
-    for entry in entries:
-        if store.is_complete(entry.stem, verify=verify):
-            report.skipped.append(entry.stem)
+    try:
+        todo = []
+        for entry in entries:
+            if store.is_complete(entry.stem, verify=verify):
+                report.skipped.append(entry.stem)
+                bar.update(1)
+                continue
+            store.remove_partial(entry.stem)
+            todo.append(entry)
+        for index, feats, snippets, facts in extract_many([e.path for e in todo], extractor, batch_size=batch_size,
+                                                          decode_workers=decode_workers):
+            entry = todo[index]
             bar.update(1)
-            continue
-        store.remove_partial(entry.stem)
-        todo.append(entry)
-    for index, feats, snippets, facts in extract_many([e.path for e in todo], extractor, batch_size=batch_size,
-                                                      decode_workers=decode_workers):
-        entry = todo[index]
-        bar.update(1)
-        if feats is None:
-            report.failed[entry.stem] = str(facts)
-            continue
-        store.write(entry.stem, feats, snippets, {"video": entry.video, **facts})
-        report.done.append(entry.stem)
-        report.frames += facts["frame_count"]
-    bar.close()
+            if feats is None:
+                report.failed[entry.stem] = str(facts)
+                continue
+            if entry.frames is not None and facts["frame_count"] != entry.frames:
+                # The manifest's count is the ground truth's length: features of another length
+                # would fail evaluation later, far from the cause.
+                report.failed[entry.stem] = (f"{entry.path}: decoded {facts['frame_count']} frames but the manifest "
+                                             f"says {entry.frames} (truncated or damaged video, or a wrong manifest)")
+                continue
+            try:
+                store.write(entry.stem, feats, snippets, {"video": entry.video, **facts})
+            except FeatureError as exc:        # features of this video unusable (NaN / inf); a failed write stops
+                report.failed[entry.stem] = str(exc)
+                continue
+            report.done.append(entry.stem)
+            report.frames += facts["frame_count"]
+    finally:
+        bar.close()             # also on an error, so the message starts on a line of its own
     report.seconds = time.perf_counter() - t0
     if world_size == 1:
         store.write_index()
@@ -284,40 +299,26 @@ def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int 
     ``threads`` is given. Features are bitwise identical for equal thread counts;
     across thread counts oneDNN's reductions may differ by one float16 step.
     """
-    import os
-
     import torch
 
-    rank = int(os.environ.get("RANK", 0))
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    distributed = world_size > 1
-    if distributed:
-        import torch.distributed as dist
+    from patchvad import distributed
 
-        if device.startswith("cuda"):
-            device = f"cuda:{local_rank}"
-            torch.cuda.set_device(local_rank)
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
-    if device == "cpu":
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
-    try:
+    with distributed.session(device) as ctx:
+        device = distributed.rank_device(device, ctx)
+        if device == "cpu":
+            torch.set_num_threads(distributed.threads_per_process(threads))
         extractor = PatchFeatureExtractor(device=device, **extractor_kwargs)
-        if distributed and rank != 0:
-            dist.barrier()          # rank 0 creates the store's manifest first
+        if ctx.distributed:
+            if ctx.is_main:
+                FeatureStore(out, spec=extractor.spec)      # rank 0 creates (or checks) the manifest first
+            ctx.barrier()
         report = extract_dataset(root, out, extractor=extractor, splits=splits, batch_size=batch_size,
-                                 rank=rank, world_size=world_size, decode_workers=decode_workers)
-        if distributed and rank == 0:
-            dist.barrier()
-        if distributed:
-            dist.barrier()          # every shard finished
-            if rank == 0:
+                                 rank=ctx.rank, world_size=ctx.world_size, decode_workers=decode_workers)
+        if ctx.distributed:
+            ctx.barrier()           # every shard finished
+            if ctx.is_main:
                 FeatureStore(out).write_index()
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-    prefix = f"[rank {rank}/{world_size}] " if distributed else ""
+    rank, world_size, distributed_run = ctx.rank, ctx.world_size, ctx.distributed
+    prefix = f"[rank {rank}/{world_size}] " if distributed_run else ""
     print(prefix + report.summary())
     return report

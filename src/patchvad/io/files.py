@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import _compat_pickle
 import contextlib
 import hashlib
 import io
 import json
 import os
 import pickle
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +91,18 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
         raise PatchvadError(f"not a readable .npy array ({exc})", path=path) from exc
 
 
+def text_lines(text: str) -> list[str]:
+    """Lines of ``text`` split at ``\\n``, ``\\r\\n`` or ``\\r`` only.
+
+    ``str.splitlines`` also splits at form feeds, ``\\x1c``-``\\x1e``, NEL and U+2028, which
+    text editors do not: line numbers in error messages would point at the wrong line.
+    """
+    return _LINE_BREAK.split(text)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -113,22 +128,67 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     Protocol-0 annotation pickles of builtins (lists, dicts, numbers, strings) load;
     anything that names a function or class (``os.system``, ``numpy...``) is refused
-    before it can run.
+    before it can run. The admitted types are handed out wrapped, so a pickle cannot
+    make them allocate without bound either (``bytes(10**15)``,
+    ``list(range(10**15))``: a few bytes of pickle, a machine's memory).
     """
 
+    #: Largest size a pickle may ask an admitted constructor for (elements or bytes).
+    MAX_ITEMS = 1 << 26
+
     def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
+        if module == "__builtin__":          # Python 2 names of the same types (xrange, unicode, long)
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), ("builtins", name))
+        if module == "builtins" and name in _SAFE_BUILTINS:
             import builtins
 
-            return getattr(builtins, name)
+            return _bounded(getattr(builtins, name) if name != "NoneType" else type(None), self.MAX_ITEMS)
+        if (module, name) == ("_codecs", "encode"):     # how protocols 0-2 store bytes
+            return _latin1_bytes
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+
+
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as pickle uses it for bytes (``str`` -> latin-1), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"global '_codecs.encode' is not allowed with ({type(text).__name__}, "
+                                     f"{encoding!r})")
+    return text.encode("latin1")
+
+
+def _requested_size(kind: type, arg: Any) -> int | None:
+    """How many items (or bytes) ``kind(arg)`` would allocate, when the pickle alone cannot bound it."""
+    if isinstance(arg, range):
+        try:
+            return len(arg)
+        except OverflowError:                 # longer than sys.maxsize
+            return sys.maxsize
+    if kind in (bytes, bytearray) and isinstance(arg, int):
+        return arg
+    return None
+
+
+def _bounded(kind: type, limit: int) -> Any:
+    """``kind`` as a callable that refuses arguments asking for more than ``limit`` items."""
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        for arg in (*args, *kwargs.values()):
+            size = _requested_size(kind, arg)
+            if size is not None and size > limit:
+                raise pickle.UnpicklingError(f"global 'builtins.{kind.__name__}' is not allowed with a size of "
+                                             f"{size} (limit {limit})")
+        return kind(*args, **kwargs)
+
+    make.__name__ = kind.__name__
+    return make
 
 
 def safe_pickle_load(path: str | Path) -> Any:
     """Load a pickle that may contain only builtin containers and scalars.
 
     Raises:
-        UnsafeFileError: the pickle names any other global (it would run code).
+        UnsafeFileError: the pickle names any other global (it would run code), or
+            asks a builtin for an unbounded amount of memory.
         PatchvadError: the file is missing or not a pickle.
     """
     path = Path(path)
@@ -141,8 +201,10 @@ def safe_pickle_load(path: str | Path) -> Any:
         if "is not allowed" in str(exc):
             raise UnsafeFileError(f"refused to unpickle: {exc}", path=path) from exc
         raise PatchvadError(f"not a readable pickle ({exc})", path=path) from exc
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise PatchvadError(f"not a readable pickle ({exc})", path=path) from exc
+    except OSError as exc:
+        raise PatchvadError(f"cannot read ({exc.strerror or exc})", path=path) from exc
+    except Exception as exc:  # noqa: BLE001 - EOF, bad opcodes, recursion, memory: all "not a pickle we read"
+        raise PatchvadError(f"not a readable pickle ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 # --- paths ------------------------------------------------------------------------
@@ -152,18 +214,28 @@ def resolve_inside(root: str | Path, relative: str, source: str | Path | None = 
                    line: int | None = None) -> Path:
     """Resolve ``relative`` against ``root`` and refuse anything that leaves ``root``.
 
-    Absolute paths, ``..`` escapes and symlinks pointing out of the root are refused
-    with an :class:`UnsafeFileError` naming ``source`` (the manifest) and ``line``.
+    Absolute paths, ``..`` escapes, symlinks pointing out of the root, paths that name
+    the root itself (``.``, ``videos/..``) and paths that are not file names at all (a
+    NUL byte, a name too long for the file system) are refused with an
+    :class:`UnsafeFileError` naming ``source`` (the manifest) and ``line``.
     """
     root_resolved = Path(root).resolve()
     if relative is None or str(relative).strip() == "":
         raise UnsafeFileError("empty path", path=source, line=line)
+    if "\x00" in str(relative):
+        raise UnsafeFileError(f"path {str(relative)!r} contains a NUL byte", path=source, line=line)
     rel = Path(relative)
     if rel.is_absolute():
         raise UnsafeFileError(f"absolute path '{relative}' is not allowed; paths are relative to "
                               f"the dataset root", path=source, line=line)
-    candidate = (root_resolved / rel).resolve()
-    if candidate != root_resolved and root_resolved not in candidate.parents:
+    try:
+        candidate = (root_resolved / rel).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:   # too long, a symlink loop
+        raise UnsafeFileError(f"path '{relative}' cannot be resolved ({exc})", path=source, line=line) from None
+    if candidate == root_resolved:
+        raise UnsafeFileError(f"path '{relative}' names the dataset root itself, not a file in it",
+                              path=source, line=line)
+    if root_resolved not in candidate.parents:
         raise UnsafeFileError(f"path '{relative}' leaves the dataset root {root_resolved}",
                               path=source, line=line)
     return candidate

@@ -54,8 +54,22 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     return sorted(entries, key=lambda p: natural_key(p.name))
 
 
+def image_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises on a damaged or hostile image file (a decompression bomb included).
+
+    Its decoders raise several types besides ``OSError`` on corrupt input; callers
+    catch this tuple and turn it into an error naming the file.
+    """
+    import struct
+
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError, struct.error,
+            Image.DecompressionBombError)
+
+
 def _image(path: Path, size: tuple[int, int] | None, gray: bool) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
@@ -63,8 +77,8 @@ def _image(path: Path, size: tuple[int, int] | None, gray: bool) -> np.ndarray:
             if size is not None and img.size != tuple(size):
                 img = img.resize((int(size[0]), int(size[1])), Image.Resampling.BOX)
             return np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise VideoError(f"cannot read frame image ({exc})", path=path) from exc
+    except image_errors() as exc:
+        raise VideoError(f"cannot read frame image ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,26 @@ def _open(source: str | Path, options: dict | None = None) -> av.container.Input
         container.close()
         raise VideoError("contains no video stream", path=source)
     return container
+
+
+def _has_sample_index(container: "av.container.InputContainer") -> bool:
+    """True for containers whose header indexes every frame (mp4, mov and relatives)."""
+    return not _is_url(container.name) and "mov" in container.format.name.split(",")
+
+
+def _count_packets(source: str | Path, options: dict | None = None) -> int:
+    """Video packets the file really holds (demuxed, not decoded; data cut off is not counted)."""
+    container = _open(source, options)
+    count = 0
+    try:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size > 0:
+                count += 1
+    except av.error.FFmpegError:
+        pass
+    finally:
+        container.close()
+    return count
 
 
 def _fps(stream) -> float:
@@ -240,11 +274,19 @@ class VideoReader:
             yield _reformat(frame, None, "rgb24"), _reformat(frame, size, "rgb24")
 
     def _decoded(self, threads: int | None) -> Iterator["av.VideoFrame"]:
-        """Decoded PyAV frames of the source; every failure becomes a VideoError."""
+        """Decoded PyAV frames of the source; every failure becomes a VideoError.
+
+        A file whose sample index (mp4 / mov) lists more frames than its data holds was
+        cut short (an interrupted copy or download): FFmpeg just stops at the end of the
+        data, so this is checked here and raised as a VideoError after the last frame.
+        """
         container = _open(self.source, self._options)
         index = 0
+        declared = 0
         try:
             stream = container.streams.video[0]
+            if _has_sample_index(container):
+                declared = int(stream.frames or 0)
             if threads == 1:
                 stream.codec_context.thread_count = 1
             else:
@@ -261,6 +303,11 @@ class VideoReader:
             container.close()
         if index == 0:
             raise VideoError("contains no frames", path=self.source)
+        if index < declared:
+            present = _count_packets(self.source, self._options)
+            if present < declared:
+                raise VideoError(f"truncated: its index lists {declared} frames but the file holds data for "
+                                 f"{present} ({index} decoded)", path=self.source)
 
     def read_all(self, size: tuple[int, int] | None = None, gray: bool = False) -> np.ndarray:
         """All frames as one array ``(F, H, W, 3)`` (or ``(F, H, W)``). For short videos."""

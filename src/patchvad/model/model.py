@@ -5,6 +5,8 @@ no pickle anywhere):
 
 * tensors: ``encoder.*`` (normaliser statistics, PCA, prior scale) and ``net.*``
   (scorer weights; none for the untrained methods);
+* ``reduce.*`` and metadata ``reduction``: only for a model trained on reduced
+  features (features/reduce.py), the projection from the backbone's raw features;
 * metadata (all strings): ``format`` = ``patchvad-model/1``, ``method``, ``config``
   (the run's YAML), ``feature_spec`` (JSON of the extraction's FeatureSpec),
   ``normalizer`` (JSON: channel groups, prior channel, encoded width), ``threshold``
@@ -57,6 +59,7 @@ class AnomalyModel(nn.Module):
         self.net: nn.Module | None = None
         self.threshold = 0.5
         self.meta: dict[str, str] = {}
+        self.reduction = None           # features/reduce.py Projection, when trained on reduced features
         if self.method in ("proximity", "plain_topk"):
             self.net = PatchScorer(self.encoder.out_dim, config.model)
         elif self.method in VIDEO_METHODS:
@@ -104,6 +107,8 @@ class AnomalyModel(nn.Module):
                                           "prior_channel": self.config.model.prior_channel,
                                           "encoded_dim": self.encoder.out_dim}),
                 "threshold": repr(float(self.threshold))}
+        if self.reduction is not None:
+            meta["reduction"] = json.dumps(self.reduction.metadata())
         meta.update(self.meta)
         meta.update({k: str(v) for k, v in (extra or {}).items()})
         return meta
@@ -112,13 +117,18 @@ class AnomalyModel(nn.Module):
         out = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         if self.net is not None:
             out.update({f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
+        if self.reduction is not None:
+            out.update({f"reduce.{k}": v for k, v in self.reduction.tensors().items()})
         return out
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
         """Write the checkpoint atomically (temporary file + rename)."""
         path = Path(path)
-        with atomic_path(path) as tmp:
-            save_file(self.tensors(), str(tmp), metadata=self.metadata(extra))
+        try:
+            with atomic_path(path) as tmp:
+                save_file(self.tensors(), str(tmp), metadata=self.metadata(extra))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for I/O failures
+            raise CheckpointError(f"cannot write the checkpoint ({exc})", path=path) from exc
         return path
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], source: str | Path | None = None) -> None:
@@ -180,9 +190,17 @@ def load_model(path: str | Path, spec: FeatureSpec | None = None, map_location: 
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"cannot read tensors ({exc})", path=path) from None
     model.load_tensors(tensors, source=path)
+    if "reduction" in meta:
+        from patchvad.errors import FeatureError
+        from patchvad.features.reduce import Projection
+        try:
+            model.reduction = Projection.from_parts({k[len("reduce."):]: v for k, v in tensors.items()
+                                                     if k.startswith("reduce.")}, json.loads(meta["reduction"]), path)
+        except (FeatureError, ValueError) as exc:
+            raise CheckpointError(f"malformed feature projection ({exc})", path=path) from None
     model.threshold = float(meta.get("threshold", 0.5))
     model.meta = {k: v for k, v in meta.items()
-                  if k not in ("format", "method", "config", "feature_spec", "normalizer", "threshold")}
+                  if k not in ("format", "method", "config", "feature_spec", "normalizer", "threshold", "reduction")}
     model.eval()
     return model
 

@@ -153,6 +153,9 @@ class PatchScorer(nn.Module):
                 h = h * m
         corr = self.head(self.out_norm(h)).squeeze(-1)
         if self.cfg.motion_prior:
+            bound = self.cfg.correction_bound
+            if bound > 0:
+                corr = bound * torch.tanh(corr / bound)
             return F.softplus(self.alpha) * (x[..., 0] - self.beta) + corr
         return corr
 

@@ -230,7 +230,7 @@ class ScoreStrip:
         if panel is None:
             panel = 0 if self.width < 200 else min(118, max(70, self.width // 5))  # no text on tiny strips
         self.panel = int(panel)
-        self.plot_w = max(8, self.width - self.panel)
+        self.plot_w = max(1, self.width - self.panel)       # the strip is as wide as the frame, however small
         self._starts = (np.arange(self.plot_w) * self.n) // self.plot_w  # first frame of each column
         self._build(gt_labels)
 

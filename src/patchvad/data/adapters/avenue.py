@@ -10,7 +10,8 @@ Frame folders in the layout many repositories use (``training/frames/01/``,
 ``testing/frames/01/``) are accepted instead of the videos.
 
 Ground truth of test video ``k``: ``k_label.mat`` (MATLAB v5; loaded with
-``scipy.io.loadmat``, which reads data only). Frame ``t`` is anomalous when its mask has
+``scipy.io.loadmat``, which reads data only, in a helper process: scipy's compiled
+reader can crash on a damaged file). Frame ``t`` is anomalous when its mask has
 any pixel; regions are the mask's connected components (8-connected), linked into
 tracks across consecutive frames by box overlap. Training and test videos share the
 names 01, 02, ..., so the stems are ``train_01`` / ``test_01``.
@@ -19,6 +20,7 @@ names 01, 02, ..., so the stems are ``train_01`` / ``test_01``.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +44,87 @@ _NUM = re.compile(r"^\d{1,3}$")
 def read_label_mat(path: Path) -> np.ndarray:
     """``k_label.mat`` -> ``(T, H, W)`` bool masks.
 
+    The file is parsed in a helper process: ``scipy.io.loadmat`` is compiled code that a
+    damaged (or hostile) MAT file can crash with a segmentation fault (found by
+    fuzzing, tests/reliability). A crash, or a read that hangs, then costs a
+    DatasetError naming the file instead of the whole ``prepare`` run.
+
     Raises:
-        DatasetError: not a MATLAB v5 file, or no ``volLabel`` of 2-D masks.
+        DatasetError: not a MATLAB v5 file, no ``volLabel`` of 2-D masks, or a file that
+            crashes the reader.
     """
+    return _MAT_READER.read(Path(path))
+
+
+class _IsolatedMatReader:
+    """One long-lived helper process that runs :func:`_read_label_mat_here`; restarted after a crash."""
+
+    def __init__(self, timeout: float = 600.0):
+        self.timeout = timeout
+        self._proc = None
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")        # no inherited threads or torch state
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_mat_worker, args=(child,), daemon=True, name="patchvad-mat-reader")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def read(self, path: Path) -> np.ndarray:
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._stop()
+                self._start()
+            try:
+                self._conn.send(str(path))
+                if not self._conn.poll(self.timeout):
+                    self._stop()
+                    raise DatasetError(f"reading did not finish in {self.timeout:.0f} s (a damaged file?)", path=path)
+                status, payload = self._conn.recv()
+            except (EOFError, OSError):
+                code = self._proc.exitcode if self._proc is not None else None
+                self._stop()
+                raise DatasetError(f"the MATLAB file reader crashed on this file (exit {code}): damaged or not a "
+                                   f"MAT file", path=path) from None
+        if status == "error":
+            raise DatasetError(payload, path=path)
+        packed, shape = payload
+        return np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+
+
+def _mat_worker(conn) -> None:
+    """Helper process: read MAT files named on ``conn``; answer bit-packed masks or an error message."""
+    while True:
+        try:
+            path = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            masks = _read_label_mat_here(Path(path))
+            conn.send(("ok", (np.packbits(masks, axis=-1), masks.shape)))
+        except DatasetError as exc:
+            conn.send(("error", exc.message))
+        except Exception as exc:  # noqa: BLE001 - anything scipy raises is "not readable"
+            conn.send(("error", f"not a readable MATLAB file ({type(exc).__name__}: {exc})"))
+
+
+_MAT_READER = _IsolatedMatReader()
+
+
+def _read_label_mat_here(path: Path) -> np.ndarray:
+    """:func:`read_label_mat` in this process (the helper process runs it)."""
     from scipy.io import loadmat
 
     try:
@@ -52,20 +132,23 @@ def read_label_mat(path: Path) -> np.ndarray:
     except NotImplementedError:
         raise DatasetError("MATLAB v7.3 (HDF5) files are not read; re-save it as v7 in MATLAB",
                            path=path) from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise DatasetError(f"not a readable MATLAB file ({exc})", path=path) from exc
+    except Exception as exc:  # noqa: BLE001 - scipy's reader raises many types on damaged files
+        raise DatasetError(f"not a readable MATLAB file ({type(exc).__name__}: {exc})", path=path) from exc
     if "volLabel" not in data:
         raise DatasetError(f"no 'volLabel' variable (found {sorted(k for k in data if not k.startswith('__'))})",
                            path=path)
     vol = data["volLabel"]
     if vol.dtype == object:
-        frames = [np.asarray(m) for m in vol.ravel()]
+        frames = [m if isinstance(m, np.ndarray) else np.asarray(m, dtype=object) for m in vol.ravel()]
     elif vol.ndim == 3:
         frames = [vol[:, :, t] for t in range(vol.shape[2])]   # MATLAB (H, W, T)
     else:
         raise DatasetError(f"volLabel of shape {vol.shape} is neither a cell of masks nor (H, W, T)", path=path)
     if not frames or any(f.ndim != 2 or f.shape != frames[0].shape for f in frames):
         raise DatasetError("volLabel masks are not 2-D arrays of one size", path=path)
+    if any(f.dtype.kind not in "biuf" for f in frames):
+        raise DatasetError(f"volLabel masks must be numeric, found {sorted({str(f.dtype) for f in frames})}",
+                           path=path)
     return np.stack(frames) > 0
 
 

@@ -41,8 +41,10 @@ from scipy import ndimage
 
 from patchvad.data.folder import MANIFEST, write_frame_labels, write_manifest, write_tracks
 from patchvad.errors import DatasetError, PatchvadError
-from patchvad.io.files import atomic_write_json
-from patchvad.io.video import IMAGE_EXTENSIONS, is_hidden, list_frame_files, natural_key, probe  # noqa: F401 (re-exported)
+from patchvad.io.files import atomic_write_json, text_lines
+from patchvad.io.video import (  # noqa: F401 (re-exported)
+    IMAGE_EXTENSIONS, image_errors, is_hidden, list_frame_files, natural_key, probe,
+)
 
 REPORT_NAME = "prepare_report.json"
 # Folders the writer owns inside ROOT; never indexed as source material.
@@ -94,12 +96,12 @@ def default_frame_counter(path: Path) -> MediaInfo:
         frames = list_frame_files(path)
         if not frames:
             raise DatasetError("frame folder holds no image files", path=path)
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         try:
             with Image.open(frames[0]) as image:  # reads the header only
                 width, height = image.size
-        except (OSError, UnidentifiedImageError) as exc:
+        except image_errors() as exc:
             raise DatasetError(f"cannot read image size ({exc})", path=frames[0]) from exc
         return MediaInfo(len(frames), int(width), int(height), None)
     try:
@@ -138,15 +140,30 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         raise DatasetError(f"not UTF-8 text ({exc.reason})", path=path) from None
     except OSError as exc:
         raise DatasetError(f"cannot read ({exc.strerror or exc})", path=path) from None
-    return [(i + 1, line.strip()) for i, line in enumerate(text.splitlines()) if line.strip()]
+    return [(i + 1, line.strip()) for i, line in enumerate(text_lines(text)) if line.strip()]
+
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 def parse_int(text: str, what: str, path: Path, line: int) -> int:
-    """``int(text)``, or a DatasetError naming file, line and field."""
+    """``int(text)``, or a DatasetError naming file, line and field.
+
+    Values outside the 64-bit range are refused too: every parsed number ends up in an
+    int64 array, where they would overflow.
+    """
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise DatasetError(f"{what} '{text}' is not an integer", path=path, line=line) from None
+    return check_int64(value, what, path, line)
+
+
+def check_int64(value: int, what: str, path: Path, line: int | None = None) -> int:
+    """``value`` if it fits an int64, else a DatasetError naming file (and line) and field."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise DatasetError(f"{what} {value} is out of range (64-bit integers)", path=path, line=line)
+    return value
 
 
 # --- the source index --------------------------------------------------------------
@@ -770,7 +787,8 @@ def write_dataset(report: PrepareReport, plans: Sequence[PlannedVideo], root: Pa
     stems: dict[str, str] = {}
     for p in plans:
         if p.stem in stems:
-            raise DatasetError(f"two videos would share the stem '{p.stem}': {stems[p.stem]} and {p.source}")
+            raise DatasetError(f"two videos would share the stem '{p.stem}': {stems[p.stem]} and {p.source}",
+                               path=p.source)
         stems[p.stem] = str(p.source)
     previous = set(_previous_written(root))
     # The manifest marks a complete folder: drop the old one first, so a run that fails

@@ -112,8 +112,11 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     pixel_masks = _by_parent(ctx, "test_pixel_mask", ".npy")
     mask_arrays: dict[str, np.ndarray] = {}
     for vid, path in frame_masks.items():
-        arr = load_npy(path)
-        if arr.ndim != 1 or (arr.size and not np.isin(arr, (0, 1)).all()):
+        try:
+            arr = load_npy(path)
+        except PatchvadError as exc:
+            raise DatasetError(exc.message, path=path) from exc
+        if arr.ndim != 1 or arr.dtype.kind not in "biuf" or (arr.size and not np.isin(arr, (0, 1)).all()):
             raise DatasetError(f"frame mask must be a 1-D 0/1 array, found shape {arr.shape}", path=path)
         mask_arrays[vid] = arr.astype(np.uint8)
     if frame_masks:
@@ -142,7 +145,10 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
         elif regions_mode == "tracks":
             report.problem("option regions=tracks but no AED <id>.txt track files were found")
 
-    listed = [("train", v) for v in train_ids] + [("test", v) for v in test_ids]
+    # An id listed twice (reported above) is planned once, where it is first listed.
+    listed: list[tuple[str, str]] = []
+    for split, ids in (("train", train_ids), ("test", test_ids)):
+        listed += [(split, v) for v in ids if all(v != w for _, w in listed)]
     sources: dict[str, Path] = {}
     missing = []
     for _, vid in listed:

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    PlannedVideo, PrepareContext, check_splits, clean_regions, list_frame_files, read_lines, summarize,
+    PlannedVideo, PrepareContext, check_int64, check_splits, clean_regions, list_frame_files, read_lines, summarize,
 )
 from patchvad.errors import DatasetError
 
@@ -36,6 +36,7 @@ OFFICIAL_FRAMES = {"train": 56847, "test": 146410}
 REFERENCE = "Ramachandra & Jones 2020"
 OPTIONS: dict = {}
 _SEQ = re.compile(r"^(Train|Test)(\d{3})$")
+_MAX_PIXEL = 2 ** 31                # coordinates and frame numbers end up in int64 arrays
 
 
 def read_gt(path: Path) -> np.ndarray:
@@ -57,8 +58,14 @@ def read_gt(path: Path) -> np.ndarray:
             xc, yc, w, h = (float(v) for v in fields[2:])
         except ValueError:
             raise DatasetError(f"non-numeric field in '{text}'", path=path, line=line) from None
+        if not all(math.isfinite(v) and abs(v) < _MAX_PIXEL for v in (xc, yc, w, h)):
+            raise DatasetError(f"box ({fields[2]}, {fields[3]}, {fields[4]}, {fields[5]}) is not finite pixel "
+                               f"values", path=path, line=line)
         if w <= 0 or h <= 0:
             raise DatasetError(f"box of size {w}x{h}", path=path, line=line)
+        check_int64(track, "track_id", path, line)
+        if number > _MAX_PIXEL:
+            raise DatasetError(f"frame number {number} is out of range", path=path, line=line)
         # Round half up (Python's round() rounds half to even, which would make the
         # result depend on the parity of the coordinate).
         x1, y1 = math.floor(xc - w / 2 + 0.5), math.floor(yc - h / 2 + 0.5)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    MediaInfo, PlannedVideo, PrepareContext, check_splits, choice, clean_regions, labels_from_segments,
-    mask_boxes, read_lines, summarize,
+    MediaInfo, PlannedVideo, PrepareContext, check_int64, check_splits, choice, clean_regions, image_errors,
+    labels_from_segments, mask_boxes, read_lines, summarize,
 )
 from patchvad.errors import DatasetError
 from patchvad.io.video import VIDEO_EXTENSIONS
@@ -63,7 +63,7 @@ def read_tracks_txt(path: Path) -> list[tuple[int, int, int]]:
                 raise DatasetError(f"'{f}' is not a number", path=path, line=line) from None
             if not number.is_integer():
                 raise DatasetError(f"'{f}' is not an integer", path=path, line=line)
-            values.append(int(number))
+            values.append(check_int64(int(number), "value", path, line))
         obj, start, end = values
         if start < 0 or end < start:
             raise DatasetError(f"track range [{start}, {end}] is not a 0-based inclusive range",
@@ -83,7 +83,7 @@ def _gt_maps(folder: Path, video: str) -> dict[int, Path]:
 
 
 def _read_map(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -92,8 +92,8 @@ def _read_map(path: Path) -> np.ndarray:
             if image.mode not in ("L", "I", "I;16"):
                 image = image.convert("L")
             return np.asarray(image)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"cannot read object-id map ({exc})", path=path) from exc
+    except image_errors() as exc:
+        raise DatasetError(f"cannot read object-id map ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 def _largest_box(mask: np.ndarray) -> np.ndarray | None:

@@ -28,6 +28,7 @@ the video. Track ids: one track per temporal segment (event) that holds boxes.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path, PurePosixPath
 
@@ -52,6 +53,8 @@ LIU_MA_TRAIN = (810, 25483)
 TEMPORAL_NAMES = ("Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "Temporal_Anomaly_Annotation.txt")
 OPTIONS = {"hold": int}
 _FRAME_RE = re.compile(r"image_(\d+)\.jpg$")
+_MAX_FRAME = 2 ** 31 - 1            # frame numbers and pixel coordinates end up in int64 arrays
+_MAX_PIXEL = 2 ** 31 - 1
 
 
 def _read_list(path: Path) -> list[tuple[int, PurePosixPath]]:
@@ -59,7 +62,8 @@ def _read_list(path: Path) -> list[tuple[int, PurePosixPath]]:
     for line, text in read_lines(path):
         normalized = text.replace("\\", "/")
         entry = PurePosixPath(normalized[2:] if normalized.startswith("./") else normalized)
-        if entry.suffix.lower() not in VIDEO_EXTENSIONS or entry.is_absolute() or ".." in entry.parts:
+        if (entry.suffix.lower() not in VIDEO_EXTENSIONS or entry.is_absolute() or ".." in entry.parts
+                or any(ord(c) < 32 for c in normalized)):
             raise DatasetError(f"expected '<Folder>/<video>.mp4', found '{text}'", path=path, line=line)
         out.append((line, entry))
     return out
@@ -104,17 +108,28 @@ def _parse_boxes(raw: object, path: Path) -> dict[str, list[tuple[int, int, int,
             if not (isinstance(row, (list, tuple)) and len(row) == 5 and isinstance(row[0], str)):
                 raise DatasetError(f"video '{key}': box entry {row!r} is not [path, x1, y1, x2, y2]", path=path)
             match = _FRAME_RE.search(row[0])
-            if not match:
+            if not match or int(match.group(1)) > _MAX_FRAME:
                 raise DatasetError(f"video '{key}': no frame number in '{row[0]}'", path=path)
-            try:
-                x1, y1, x2, y2 = (int(v) for v in row[1:])
-            except (TypeError, ValueError):
-                raise DatasetError(f"video '{key}': non-integer box {row[1:]!r}", path=path) from None
+            coords = [_pixel(v) for v in row[1:]]
+            if None in coords:
+                raise DatasetError(f"video '{key}': box {row[1:]!r} is not four integer pixel coordinates",
+                                   path=path)
+            x1, y1, x2, y2 = coords
             # The key names the video; some train paths carry a '<video>0' folder typo.
             boxes.append((int(match.group(1)), x1, y1, x2, y2))
         boxes.sort()
         out[key] = boxes
     return out
+
+
+def _pixel(value: object) -> int | None:
+    """An integer pixel coordinate (an int, or a float with an integer value), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    number = int(value)
+    return number if -_MAX_PIXEL <= number <= _MAX_PIXEL else None
 
 
 def _load_boxes(path: Path) -> dict[str, list[tuple[int, int, int, int, int]]]:

@@ -22,14 +22,16 @@ The frame folders carry no rate; 10 fps is recorded.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    MediaInfo, PlannedVideo, PrepareContext, check_splits, clean_regions, list_frame_files, masks_to_regions,
-    read_lines, summarize,
+    MediaInfo, PlannedVideo, PrepareContext, check_splits, clean_regions, image_errors, list_frame_files,
+    masks_to_regions, read_lines, summarize,
 )
 from patchvad.errors import DatasetError
 
@@ -101,15 +103,18 @@ def _pick(paths: list[Path], variant: Variant) -> tuple[Path | None, str]:
 
 
 def _read_bmp_masks(folder: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     masks = []
     for path in list_frame_files(folder):
         try:
             with Image.open(path) as image:
                 masks.append(np.asarray(image.convert("L")) > 0)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DatasetError(f"cannot read mask ({exc})", path=path) from exc
+        except image_errors() as exc:
+            raise DatasetError(f"cannot read mask ({type(exc).__name__}: {exc})", path=path) from exc
+        if masks[-1].shape != masks[0].shape:
+            raise DatasetError(f"mask of {masks[-1].shape[1]}x{masks[-1].shape[0]} among masks of "
+                               f"{masks[0].shape[1]}x{masks[0].shape[0]}", path=path)
     if not masks:
         raise DatasetError("mask folder holds no images", path=folder)
     return np.stack(masks)
@@ -118,11 +123,13 @@ def _read_bmp_masks(folder: Path) -> np.ndarray:
 def _read_npz_masks(path: Path, key: str, width: int) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise DatasetError("not an .npz archive (a single array)", path=path)
             if key not in data.files:
                 return None
             packed = data[key]
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"not a readable .npz ({exc})", path=path) from exc
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise DatasetError(f"not a readable .npz ({type(exc).__name__}: {exc})", path=path) from exc
     if packed.ndim != 3 or packed.dtype != np.uint8:
         raise DatasetError(f"{key}: expected (T, H, W/8) uint8 bit-packed masks, found {packed.shape} "
                            f"{packed.dtype}", path=path)
