@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from patchvad.demo import DEMO_METHODS, run_demo
+from patchvad.errors import ConfigError
 from patchvad.io.video import probe
 
 
@@ -40,3 +41,6 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
     again: list[str] = []
     run_demo(out, preset="tiny", seeds=1, echo=again.append)
     assert any("reusing" in line for line in again)
+    # Another preset into the same folder would mix videos under the same names: refused.
+    with pytest.raises(ConfigError, match="synth.json.*24 training \\+ 8 test videos"):
+        run_demo(out, preset="small", seeds=1, echo=again.append)

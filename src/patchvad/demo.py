@@ -42,7 +42,7 @@ class DemoPreset:
 DEMO_PRESETS: dict[str, DemoPreset] = {
     # 400 steps: on two development benchmarks of this size (seeds 101, 102; never the
     # demo's) the first 400 steps gave the same results as 600 (docs/model.md).
-    "small": DemoPreset("default", n_train=200, n_test=50, steps=400),
+    "small": DemoPreset("default", n_train=240, n_test=80, steps=400),
     "full": DemoPreset("default", n_train=480, n_test=120),
     # Plumbing only (tests): too little data for the model to learn much.
     "tiny": DemoPreset("tiny", n_train=24, n_test=8, steps=40),
@@ -70,6 +70,21 @@ def _config(method: str, preset: DemoPreset, override: dict | None = None) -> Ru
             data[section].update(values)
         base = RunConfig.from_dict(data)
     return RunConfig.for_method(method, base)
+
+
+def _check_reusable(data: Path, p: DemoPreset) -> None:
+    """Refuse to resume into a folder made by another preset: its features, models and
+    predictions belong to other videos under the same names."""
+    import json
+
+    record = json.loads((data / "synth.json").read_text(encoding="utf-8"))
+    counts = record.get("counts", {})
+    have = (counts.get("train"), counts.get("test"), record.get("seed"), record.get("preset"))
+    want = (p.n_train, p.n_test, p.benchmark_seed, p.synth_preset)
+    if have != want:
+        raise ConfigError(f"holds a demo benchmark of {have[0]} training + {have[1]} test videos (seed {have[2]}, "
+                          f"preset {have[3]}), not this preset's {want[0]} + {want[1]} (seed {want[2]}, preset "
+                          f"{want[3]}); choose another --out or remove {data.parent}", path=data / "synth.json")
 
 
 def _quiet_evaluate(data: Path, pred: Path) -> dict:
@@ -192,6 +207,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
 
     t0 = time.perf_counter()
     if (data / "manifest.csv").exists() and (data / "synth.json").exists():
+        _check_reusable(data, p)
         echo(f"[1/5] benchmark: reusing {data}")
     else:
         echo(f"[1/5] benchmark: generating {p.n_train} training + {p.n_test} test videos ({p.synth_preset} preset)")
