@@ -28,6 +28,14 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
             assert key in entry["seeds"]["0"]
         assert (out / "models" / method / "seed0" / "model.safetensors").is_file()
     assert on_disk["methods"]["proximity"]["mean"] == metrics["methods"]["proximity"]["mean"]
+    # One overlay per anomaly type: the first test video of each type, by name.
+    first: dict[str, str] = {}
+    for line in sorted((out / "data" / "manifest.csv").read_text().splitlines()[1:]):
+        video, split, label, cls = line.split(",")[:4]
+        if split == "test" and label == "1":
+            first.setdefault(cls, Path(video).stem)
+    assert len(first) >= 2
+    assert sorted(p.stem for p in (out / "overlays").glob("*.mp4")) == sorted(first.values())
     html = (out / "report.html").read_text()
     # The page shows exactly the numbers of metrics.json (3 decimals).
     tiou = on_disk["methods"]["proximity"]["mean"]["tiou"]

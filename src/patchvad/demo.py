@@ -87,6 +87,21 @@ def _check_reusable(data: Path, p: DemoPreset) -> None:
                           f"{want[3]}); choose another --out or remove {data.parent}", path=data / "synth.json")
 
 
+def overlay_choice(data: Path) -> list[str]:
+    """The overlay videos: the first test video (by name) of each anomaly type.
+
+    Chosen from the manifest alone, before looking at any prediction (no cherry-picking),
+    and covering every type, so the page shows the misses along with the hits.
+    """
+    from patchvad.data.folder import DatasetFolder
+
+    first: dict[str, str] = {}
+    for entry in sorted(DatasetFolder(data, check_files=False).test_set(), key=lambda e: e.stem):
+        if entry.label == 1 and entry.cls not in first:
+            first[entry.cls] = entry.stem
+    return sorted(first.values())
+
+
 def _quiet_evaluate(data: Path, pred: Path) -> dict:
     from patchvad.metrics.evaluate import evaluate_folder
 
@@ -250,7 +265,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     atomic_write_json(out / "metrics.json", metrics)
     echo("[5/5] report and overlays")
     build_report(out, data, {m: out / "predictions" / m / "seed0" for m in DEMO_METHODS}, metrics,
-                 ablation=ablation, seed=0, title=metrics["title"])
+                 ablation=ablation, seed=0, title=metrics["title"], overlay_stems=overlay_choice(data))
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)
