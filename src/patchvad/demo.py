@@ -147,7 +147,9 @@ def run_jobs(jobs: list[tuple], n_jobs: int, desc: str) -> dict:
 
     The small models of patchvad use one or two cores each, so on a 2-core machine two
     single-threaded fits side by side finish sooner than one fit with two threads.
-    Results do not depend on ``n_jobs`` (every fit is seeded and deterministic on CPU).
+    Every fit is seeded and repeatable for a given ``n_jobs``; another ``n_jobs`` gives
+    each fit another thread count (cores // jobs), which can change the order of float
+    sums and so the numbers slightly.
     """
     from tqdm import tqdm
 
