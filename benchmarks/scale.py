@@ -46,27 +46,15 @@ UCF_TRAIN_VIDEOS = 1610
 
 def make_dataset(root: Path, feats: Path, n: int, t: int, grid: int, dim: int, seed: int = 0) -> None:
     """Random features of ``n`` training videos (labels alternate) + a dataset folder naming them."""
-    from patchvad.data.folder import write_manifest
-    from patchvad.features.backbones import FeatureSpec
-    from patchvad.features.snippets import SnippetMap
-    from patchvad.features.store import FeatureStore
+    from random_features import write_random_store  # benchmarks/random_features.py
 
-    motion = 8
-    app = max(1, (dim - motion) * 432 // 544)
-    chg = dim - motion - app
-    channels = {"appearance": [0, app], "appearance_change": [app, app + chg], "motion": [app + chg, dim]}
-    spec = FeatureSpec(backbone="random", weights_hash="none", input_size=(224, 224), grid=(grid, grid),
-                       snippet_len=16, stride=16, passes=2, motion=True, channels=channels)
-    store = FeatureStore(feats, spec)
-    rng = np.random.default_rng(seed)
-    snip = SnippetMap.build(t * 16, 16)
+    from patchvad.data.folder import write_manifest
+
+    store = write_random_store(feats, n, t, grid, dim, seed)
     rows = []
     (root / "videos").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         stem = f"v{i:05d}"
-        x = rng.standard_normal((t, grid, grid, dim), dtype=np.float32).astype(np.float16)
-        x[..., app + chg:] = np.abs(x[..., app + chg:]) * 0.05
-        store.write(stem, x, snip, {"frame_count": t * 16, "fps": 30.0, "width": 320, "height": 240})
         (root / "videos" / f"{stem}.mp4").write_bytes(b"")
         rows.append({"video": f"videos/{stem}.mp4", "split": "train", "label": i % 2, "class": "random",
                      "frames": t * 16, "fps": 30, "width": 320, "height": 240})

@@ -36,13 +36,12 @@ import numpy as np
 import torch
 
 from patchvad.config import RunConfig, TrainConfig
-from patchvad.features.backbones import FeatureSpec
-from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import FeatureStore
 from patchvad.inference import predict_video
 from patchvad.model.losses import MILLoss
 from patchvad.model.model import AnomalyModel
 from patchvad.train import _pad_batch, _Sampler, batch_loss, encode_videos
+from random_features import write_random_store  # benchmarks/random_features.py
 
 
 def peak_rss_mb() -> float:
@@ -50,21 +49,8 @@ def peak_rss_mb() -> float:
 
 
 def make_store(path: Path, n: int, t: int, grid: int, dim: int, seed: int) -> tuple[FeatureStore, np.ndarray]:
-    motion = 8
-    app = max(1, (dim - motion) * 432 // 544)
-    chg = dim - motion - app
-    channels = {"appearance": [0, app], "appearance_change": [app, app + chg], "motion": [app + chg, dim]}
-    spec = FeatureSpec(backbone="random", weights_hash="none", input_size=(224, 224), grid=(grid, grid),
-                       snippet_len=16, stride=16, passes=2, motion=True, channels=channels)
-    store = FeatureStore(path, spec)
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    snip = SnippetMap.build(t * 16, 16)
-    for i in range(n):
-        x = rng.standard_normal((t, grid, grid, dim), dtype=np.float32).astype(np.float16)
-        x[..., app + chg:] = np.abs(x[..., app + chg:]) * 0.05
-        store.write(f"v{i:05d}", x, snip, {"frame_count": t * 16, "fps": 30.0, "width": 320, "height": 240})
-    return store, labels
+    """Random features of ``n`` videos and their alternating labels."""
+    return write_random_store(path, n, t, grid, dim, seed), np.arange(n) % 2
 
 
 def main(argv: list[str] | None = None) -> int:
