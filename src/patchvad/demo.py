@@ -126,12 +126,8 @@ def _fit_and_test(data: Path, feats: Path, model_dir: Path, pred_dir: Path, meth
 
 
 def _run_job(job: tuple) -> tuple[tuple, dict]:
-    """One (method, seed) fit+test in a worker process; returns (key, metrics)."""
-    key, data, feats, model_dir, pred_dir, method, seed, config, threads = job
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    """One (method, seed) fit+test; returns (key, metrics)."""
+    key, data, feats, model_dir, pred_dir, method, seed, config = job
     return key, _fit_and_test(data, feats, model_dir, pred_dir, method, seed, config)
 
 
@@ -143,34 +139,17 @@ def default_jobs() -> int:
 
 def run_jobs(jobs: list[tuple], n_jobs: int, desc: str) -> dict:
     """Run ``(key, data, feats, model_dir, pred_dir, method, seed, config)`` jobs and return
-    ``{key: metrics}``; ``n_jobs`` > 1 spreads them over spawned processes.
-
-    The small models of patchvad use one or two cores each, so on a 2-core machine two
-    single-threaded fits side by side finish sooner than one fit with two threads.
-    Every fit is seeded and repeatable for a given ``n_jobs``; another ``n_jobs`` gives
-    each fit another thread count (cores // jobs), which can change the order of float
-    sums and so the numbers slightly.
-    """
+    ``{key: metrics}``; ``n_jobs`` > 1 spreads them over processes
+    (:func:`patchvad.parallel.run_parallel`)."""
     from tqdm import tqdm
 
-    results: dict = {}
-    if n_jobs <= 1 or len(jobs) <= 1:
-        for job in tqdm(jobs, desc=desc, unit="run"):
-            key, res = _run_job(tuple(job) + (0,))
-            results[key] = res
-        return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from patchvad.parallel import run_parallel
 
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
-    ctx = multiprocessing.get_context("spawn")   # a clean interpreter: no inherited torch threads
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_run_job, tuple(job) + (threads,)) for job in jobs]
-        with tqdm(total=len(futures), desc=desc, unit="run") as bar:
-            for fut in as_completed(futures):
-                key, res = fut.result()
-                results[key] = res
-                bar.update(1)
+    results: dict = {}
+    with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
+        for key, res in run_parallel(_run_job, jobs, n_jobs):
+            results[key] = res
+            bar.update(1)
     return results
 
 

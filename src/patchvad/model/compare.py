@@ -26,6 +26,7 @@ import numpy as np
 from patchvad.data.folder import DatasetFolder
 from patchvad.io.files import atomic_write_json, atomic_write_text
 from patchvad.metrics.spatial import paired_iou
+from patchvad.parallel import run_parallel
 
 KEYS = ("frame_auc_micro", "frame_auc_macro", "frame_ap", "tiou", "rbdc", "tbdc", "pauc", "pap")
 UNTRAINED = ("motion_floor", "random")
@@ -102,15 +103,11 @@ def pool_features(src: str | Path, dst: str | Path, factor: int = 2) -> Path:
 
 
 def _one_run(args: tuple) -> tuple[str, dict]:
-    data, features, out, method, seed, config, threads = args
-    import torch
-
+    data, features, out, method, seed, config = args
     from patchvad.inference import test
     from patchvad.metrics.evaluate import evaluate_folder
     from patchvad.train import fit
 
-    if threads:
-        torch.set_num_threads(threads)
     key = f"{method}_s{seed}"
     t0 = time.perf_counter()
     res = fit(data, features, out / key, method=method, seed=seed, config=config, log=None)
@@ -137,7 +134,7 @@ def run_all(data: Path, features: Path, out: Path, methods, seeds, config: Path 
     for method in methods:
         for seed in (seeds[:1] if method == "motion_floor" else seeds):
             if f"{method}_s{seed}" not in results["runs"] or fresh:
-                todo.append((data, features, out, method, seed, config, 0))
+                todo.append((data, features, out, method, seed, config))
 
     def record(key: str, rec: dict) -> None:
         results["runs"][key] = rec
@@ -145,20 +142,8 @@ def run_all(data: Path, features: Path, out: Path, methods, seeds, config: Path 
             + f" val_auc={rec['val_auc']} step={rec['best_step']} fit={rec['fit_s']:.0f}s")
         atomic_write_json(results_path, results)
 
-    if jobs <= 1:
-        for item in todo:
-            record(*_one_run(item))
-    else:
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_one_run, item[:-1] + (threads,)) for item in todo]
-            for fut in as_completed(futures):
-                record(*fut.result())
+    for key, rec in run_parallel(_one_run, todo, jobs):
+        record(key, rec)
     return results
 
 
