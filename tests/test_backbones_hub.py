@@ -252,9 +252,14 @@ def test_clip_vit_equals_transformers_clip() -> None:
                      ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
             hf[t + b + ".weight"], hf[t + b + ".bias"] = state[s + a + ".weight"], state[s + a + ".bias"]
     ref.load_state_dict(hf, strict=True)
+    _assert_same_patch_tokens(ours, lambda x: ref.post_layernorm(ref(pixel_values=x).last_hidden_state))
+
+
+def _assert_same_patch_tokens(ours: torch.nn.Module, tokens) -> None:
+    """Our (B, C, gh, gw) grid equals the reference's tokens (B, 1 + gh * gw, C) without the class token."""
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        want = ref.post_layernorm(ref(pixel_values=x).last_hidden_state)[:, 1:]
+        want = tokens(x)[:, 1:]
         got = ours(x).flatten(2).transpose(1, 2)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
@@ -263,6 +268,14 @@ def _timm_vit_state(cfg: ViTConfig, seed: int) -> dict[str, torch.Tensor]:
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in VisionTransformer(cfg).state_dict().items()}
     return _randomise({k: torch.empty(s) for k, s in shapes.items()}, seed)
+
+
+def _hf_vit_embeddings(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm ViT embedding and final-norm tensors under transformers' ViT/DINOv2 names."""
+    return {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
+            "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
+            "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
+            "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
 
 
 def _hf_vit_layers(state: dict[str, torch.Tensor], depth: int, prefix: str,
@@ -290,19 +303,12 @@ def test_timm_vit_equals_transformers_vit() -> None:
                                                        intermediate_size=128, image_size=32, patch_size=8,
                                                        layer_norm_eps=1e-6, hidden_act="gelu"),
                                 add_pooling_layer=False).eval()
-    hf = {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
-          "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
-          "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
-          "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
+    hf = _hf_vit_embeddings(state)
     hf.update(_hf_vit_layers(state, 2, "layers.", {"attn.proj": "attention.o_proj", "norm1": "layernorm_before",
                                                    "norm2": "layernorm_after", "mlp.fc1": "mlp.fc1",
                                                    "mlp.fc2": "mlp.fc2"}))
     ref.load_state_dict(hf, strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want = ref(pixel_values=x).last_hidden_state[:, 1:]
-        got = ours(x).flatten(2).transpose(1, 2)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    _assert_same_patch_tokens(ours, lambda x: ref(pixel_values=x).last_hidden_state)
 
 
 def test_dinov2_layer_scale_equals_transformers_dinov2() -> None:
@@ -313,21 +319,13 @@ def test_dinov2_layer_scale_equals_transformers_dinov2() -> None:
     ref = transformers.Dinov2Model(transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2,
                                                              num_attention_heads=4, mlp_ratio=4, image_size=32,
                                                              patch_size=8, layer_norm_eps=1e-6)).eval()
-    hf = {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
-          "embeddings.mask_token": torch.zeros(1, 32),
-          "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
-          "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
-          "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
+    hf = {**_hf_vit_embeddings(state), "embeddings.mask_token": torch.zeros(1, 32)}
     hf.update(_hf_vit_layers(state, 2, "encoder.layer.", {"attn.proj": "attention.o_proj", "norm1": "norm1",
-                                                          "norm2": "norm2",
-                                        "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2", "ls1.gamma": "layer_scale1.lambda1",
-                                        "ls2.gamma": "layer_scale2.lambda1"}))
+                                                          "norm2": "norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
+                                                          "ls1.gamma": "layer_scale1.lambda1",
+                                                          "ls2.gamma": "layer_scale2.lambda1"}))
     ref.load_state_dict(hf, strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want = ref(pixel_values=x).last_hidden_state[:, 1:]
-        got = ours(x).flatten(2).transpose(1, 2)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    _assert_same_patch_tokens(ours, lambda x: ref(pixel_values=x).last_hidden_state)
 
 
 def test_convnext_equals_transformers_convnext() -> None:
