@@ -77,14 +77,20 @@ def _check_reusable(data: Path, p: DemoPreset) -> None:
     predictions belong to other videos under the same names."""
     import json
 
-    record = json.loads((data / "synth.json").read_text(encoding="utf-8"))
+    from patchvad.data.synth.generate import RECORD
+
+    try:
+        record = json.loads((data / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the demo benchmark's record ({exc}); remove {data.parent}",
+                          path=data / RECORD) from None
     counts = record.get("counts", {})
     have = (counts.get("train"), counts.get("test"), record.get("seed"), record.get("preset"))
     want = (p.n_train, p.n_test, p.benchmark_seed, p.synth_preset)
     if have != want:
         raise ConfigError(f"holds a demo benchmark of {have[0]} training + {have[1]} test videos (seed {have[2]}, "
                           f"preset {have[3]}), not this preset's {want[0]} + {want[1]} (seed {want[2]}, preset "
-                          f"{want[3]}); choose another --out or remove {data.parent}", path=data / "synth.json")
+                          f"{want[3]}); choose another --out or remove {data.parent}", path=data / RECORD)
 
 
 def overlay_choice(data: Path) -> list[str]:
