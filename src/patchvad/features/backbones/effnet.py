@@ -64,7 +64,8 @@ def build_effnet_lite0(pretrained: bool = True) -> tuple[torch.nn.Module, str]:
     return model, digest
 
 
-def _resample(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def resample(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A map ``(N, C, h, w)`` on the grid: average pooling down, bilinear up (every backbone uses it)."""
     if tuple(x.shape[-2:]) == tuple(grid):
         return x
     if x.shape[-2] >= grid[0] and x.shape[-1] >= grid[1]:
@@ -112,8 +113,8 @@ class EffNetLite0Appearance(torch.nn.Module):
         """
         b, p = frames.shape[:2]
         s16, s32 = self.maps(frames.flatten(0, 1))
-        s16 = _resample(s16, grid).unflatten(0, (b, p))      # (B, P, 112, Gh, Gw)
-        s32 = _resample(s32, grid).unflatten(0, (b, p))      # (B, P, 320, Gh, Gw)
+        s16 = resample(s16, grid).unflatten(0, (b, p))      # (B, P, 112, Gh, Gw)
+        s32 = resample(s32, grid).unflatten(0, (b, p))      # (B, P, 320, Gh, Gw)
         appearance = torch.cat([s16.mean(1), s32.mean(1)], dim=1)
         if p > 1:
             change = (s16[:, 1:] - s16[:, :-1]).abs().mean(1)

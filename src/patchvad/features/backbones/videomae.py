@@ -28,7 +28,8 @@ from torch import nn
 
 from patchvad.errors import ConfigError
 from patchvad.features.backbones import hub
-from patchvad.features.backbones.vit import IMAGENET_MEAN, IMAGENET_STD, resample
+from patchvad.features.backbones.effnet import resample
+from patchvad.features.backbones.vit import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)

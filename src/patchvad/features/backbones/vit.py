@@ -33,6 +33,7 @@ from torch import nn
 
 from patchvad.errors import ConfigError, FeatureError
 from patchvad.features.backbones import hub
+from patchvad.features.backbones.effnet import resample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -487,15 +488,6 @@ def load_entry(name: str, entry: ZooEntry, pretrained: bool) -> tuple[nn.Module,
     for p in net.parameters():
         p.requires_grad_(False)
     return net, digest
-
-
-def resample(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """A map ``(N, C, h, w)`` on the grid: average pooling down, bilinear up (as the default backbone)."""
-    if tuple(x.shape[-2:]) == tuple(grid):
-        return x
-    if x.shape[-2] >= grid[0] and x.shape[-1] >= grid[1]:
-        return F.adaptive_avg_pool2d(x, grid)
-    return F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
 
 
 class ZooAppearance(nn.Module):
