@@ -193,3 +193,97 @@ def test_parallel_decode_reports_bad_video(tmp_path: Path, extractor: PatchFeatu
                           {"video": "videos/train_01.mp4", "split": "train", "label": 1}])
     report = extract_dataset(root, tmp_path / "f", extractor=extractor, progress=False, decode_workers=2)
     assert sorted(report.done) == ["train_00", "train_01"] and list(report.failed) == ["broken"]
+
+
+def _long_videos(folder: Path, count: int, frames: int) -> list[Path]:
+    paths = []
+    for i in range(count):
+        clip, _ = moving_square_frames(frames, size=(64, 48), seed=i)
+        write_video(folder / f"long_{i}.mp4", clip, fps=25)
+        paths.append(folder / f"long_{i}.mp4")
+    return paths
+
+
+def _shared_blocks() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith(("psm_", "pvad_"))} if shm.is_dir() else set()
+
+
+def test_parallel_decode_survives_a_killed_worker(tmp_path: Path, extractor: PatchFeatureExtractor) -> None:
+    """A decoding process that dies fails the video it was decoding; the run goes on without hanging."""
+    import multiprocessing as mp
+
+    from patchvad.features.extract import HANDOVER_SNIPPETS, extract_many
+
+    # Each video is > 4 hand-over blocks, so a worker blocked on the full queue is mid-video.
+    frames = HANDOVER_SNIPPETS * SMALL["snippet_len"] * 4 + 10
+    paths = _long_videos(tmp_path, 4, frames)
+    reference = {i: f for i, f, _, _ in extract_many(paths, extractor, batch_size=4)}
+    before = _shared_blocks()
+    others = {p.pid for p in mp.active_children()}
+    gen = extract_many(paths, extractor, batch_size=4, decode_workers=1)
+    first_index, first, _, _ = next(gen)
+    time.sleep(2.0)                    # the worker fills the bounded queue and blocks inside the next video
+    (worker,) = [p for p in mp.active_children() if p.pid not in others]
+    os.kill(worker.pid, signal.SIGKILL)
+    rest = list(gen)
+    results = {first_index: first, **{i: f for i, f, _, _ in rest}}
+    messages = {i: m for i, f, _, m in rest if f is None}
+    assert sorted(results) == [0, 1, 2, 3]                     # every video reported once
+    assert list(messages) == [1]                                # the one being decoded when it died
+    assert "the decoding process died (exit code -9" in messages[1] and str(paths[1]) in messages[1]
+    for i, feats in results.items():
+        if i != 1:
+            np.testing.assert_array_equal(feats, reference[i])  # the others came through whole
+    # Even the block the killed worker was filling is gone (SIGKILL runs no cleanup in it).
+    assert _shared_blocks() - before == set()
+
+
+def test_parallel_decode_frees_shared_memory(tmp_path: Path, extractor: PatchFeatureExtractor) -> None:
+    from patchvad.features.extract import HANDOVER_SNIPPETS, extract_many
+
+    paths = _long_videos(tmp_path, 3, HANDOVER_SNIPPETS * SMALL["snippet_len"] * 3)
+    before = _shared_blocks()
+    assert all(f is not None for _, f, _, _ in extract_many(paths, extractor, batch_size=4, decode_workers=2))
+    assert _shared_blocks() - before == set()
+    gen = extract_many(paths, extractor, batch_size=4, decode_workers=2)
+    next(gen)
+    time.sleep(1.0)                    # blocks queued and being filled
+    gen.close()                        # the caller stops early: workers terminated, blocks freed
+    assert _shared_blocks() - before == set()
+
+
+def test_parallel_decode_refuses_a_small_dev_shm(tmp_path: Path, extractor: PatchFeatureExtractor,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchvad.features.extract import extract_many
+
+    real = os.statvfs
+
+    def tiny(path):
+        st = real(path)
+        if str(path) != "/dev/shm":
+            return st
+        return os.statvfs_result((st.f_bsize, 4096, 16384, 100, 100, st.f_files, st.f_ffree, st.f_favail,
+                                  st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(os, "statvfs", tiny)
+    with pytest.raises(FeatureError, match=r"/dev/shm has 0 MB free but 15 decode workers need about \d+ MB"):
+        list(extract_many(_long_videos(tmp_path, 1, 20), extractor, decode_workers=15))
+
+
+def test_single_threaded_scaler_gives_the_same_frames(tmp_path: Path) -> None:
+    """patchvad runs libswscale with one thread; PyAV's default (a thread per core) gives the same pixels."""
+    import av
+
+    from patchvad.io.video import VideoReader
+
+    clip, _ = moving_square_frames(12, size=(320, 240))
+    path = tmp_path / "v.mp4"
+    write_video(path, clip, fps=25)
+    ours = list(VideoReader(path).frames(size=(224, 224)))
+    with av.open(str(path)) as container:
+        default = [f.reformat(width=224, height=224, format="rgb24", interpolation="AREA").to_ndarray()
+                   for f in container.decode(video=0)]
+    assert len(ours) == len(default) == 12
+    for a, b in zip(ours, default):
+        np.testing.assert_array_equal(a, b)

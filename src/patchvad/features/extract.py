@@ -20,8 +20,8 @@ import numpy as np
 
 from patchvad.data.folder import DatasetFolder, VideoEntry
 from patchvad.errors import FeatureError, PatchvadError, VideoError
-from patchvad.features.backbones import PatchFeatureExtractor
-from patchvad.features.decode import _decode_worker, _from_shared
+from patchvad.features.backbones import PatchFeatureExtractor, PendingFeatures
+from patchvad.features.decode import _decode_worker, discard_shared, remove_worker_blocks, take_shared
 from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import FeatureStore
 from patchvad.io.video import VideoReader, iter_snippets
@@ -128,24 +128,85 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
             yield index, feats, snippets, facts
         return
 
+    yield from _extract_parallel(sources, extractor, batch_size, decode_workers)
+
+
+# Snippets per shared-memory block (at 224x224, 8 x 2.4 MB): small enough that the blocks
+# in flight stay well under /dev/shm's size, big enough that messages stay few.
+HANDOVER_SNIPPETS = 8
+
+
+def _check_shared_memory(needed: int, decode_workers: int) -> None:
+    """Fail early and clearly when /dev/shm cannot hold the blocks in flight.
+
+    Writing past a full /dev/shm kills the writer with SIGBUS instead of raising, so
+    this is checked before any worker starts (containers often give 64 MB).
+    """
+    import os
+
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return                      # no /dev/shm (not Linux): the platform's own limits apply
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise FeatureError(f"/dev/shm has {free / 2 ** 20:.0f} MB free but {decode_workers} decode workers need "
+                           f"about {needed / 2 ** 20:.0f} MB for the frames in flight: lower --decode-workers or "
+                           f"give the machine more shared memory (docker run --shm-size=2g)")
+
+
+def _forget(decoding: dict[int, int], index: int) -> None:
+    """The worker that decoded video ``index`` is done with it."""
+    for pid in [pid for pid, vid in decoding.items() if vid == index]:
+        del decoding[pid]
+
+
+def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtractor, batch_size: int,
+                      decode_workers: int) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
+    """``extract_many`` with ``decode_workers`` decoding processes feeding this one.
+
+    Batches may mix videos. A worker that dies (FFmpeg crashing on a file, a full
+    /dev/shm) fails the video it was decoding, is replaced, and the run goes on.
+    """
     import multiprocessing as mp
 
+    import torch
+
+    spec = extractor.spec
+    w, h = spec.input_size
+    block_bytes = HANDOVER_SNIPPETS * spec.snippet_len * w * h * 3
+    queued = 2 * decode_workers
+    # Blocks in the queue, one being filled per worker, one being read here.
+    _check_shared_memory((queued + decode_workers + 1) * block_bytes, decode_workers)
     ctx = mp.get_context("spawn")       # no forked torch/OpenMP state in workers
     tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=4 * decode_workers)
+    results = ctx.Queue(maxsize=queued)
     for index, source in enumerate(sources):
         tasks.put((index, str(source)))
     for _ in range(decode_workers):
         tasks.put(None)
-    workers = [ctx.Process(target=_decode_worker, args=(tasks, results, spec.input_size, spec.snippet_len,
-                                                        spec.stride, batch_size), daemon=True)
-               for _ in range(decode_workers)]
-    for w in workers:
-        w.start()
-    parts: dict[int, dict[int, np.ndarray]] = {}
+
+    started: list[int] = []             # pids of every worker, replacements included
+
+    def start_worker() -> mp.Process:
+        proc = ctx.Process(target=_decode_worker, args=(tasks, results, spec.input_size, spec.snippet_len,
+                                                        spec.stride, HANDOVER_SNIPPETS), daemon=True)
+        proc.start()
+        started.append(proc.pid)
+        return proc
+
+    workers = [start_worker() for _ in range(decode_workers)]
+    device = extractor.device
+    cuda = device.type == "cuda"
+    # Snippets waiting for the backbone, already on the device: (video, part, (n, L, H, W, 3) uint8).
+    pending: list[tuple[int, int, torch.Tensor]] = []
+    # Per video and part: the batch's (possibly still running) features and the part's rows in it.
+    parts: dict[int, dict[int, tuple[PendingFeatures, int, int]]] = {}
     done_info: dict[int, tuple[int, list[int], dict]] = {}
-    pending: list[tuple[int, int, np.ndarray]] = []      # (video, part, snippets) awaiting the backbone
+    decoding: dict[int, int] = {}       # worker pid -> the video it is decoding
+    failed: set[int] = set()
     remaining = len(sources)
+    last_check = time.monotonic()
 
     def flush(force: bool) -> None:
         while pending and (force or sum(len(x) for _, _, x in pending) >= batch_size):
@@ -153,25 +214,78 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
             while pending and count < batch_size:
                 take.append(pending.pop(0))
                 count += len(take[-1][2])
-            feats = extractor(np.concatenate([x for _, _, x in take]))
+            batch = take[0][2] if len(take) == 1 else torch.cat([x for _, _, x in take])
+            feats = extractor.submit(batch)
             offset = 0
             for vid, part, x in take:
-                parts.setdefault(vid, {})[part] = feats[offset:offset + len(x)]
+                parts.setdefault(vid, {})[part] = (feats, offset, len(x))
                 offset += len(x)
+
+    def fail(index: int) -> None:
+        failed.add(index)
+        done_info.pop(index, None)
+        parts.pop(index, None)
+        pending[:] = [p for p in pending if p[0] != index]
+
+    dead: dict[int, int] = {}          # pid -> exit code of workers that died
+
+    def died(index: int, pid: int) -> str:
+        return (f"{sources[index]}: the decoding process died (exit code {dead[pid]}: FFmpeg crashed on this "
+                f"file, or /dev/shm ran out)")
+
+    def dead_workers() -> Iterator[tuple[int, str]]:
+        """Videos whose worker died; each dead worker is replaced (tasks may remain).
+
+        A dead worker's "start" may still be in the queue; it is caught on arrival.
+        """
+        for i, proc in enumerate(workers):
+            if proc.exitcode is None or proc.exitcode == 0:
+                continue
+            dead[proc.pid] = proc.exitcode
+            workers[i] = start_worker()
+            index = decoding.pop(proc.pid, None)
+            if index is not None and index not in failed and index not in done_info:
+                yield index, died(index, proc.pid)
 
     try:
         while remaining:
-            index, kind, payload = results.get()
-            if kind == "chunk":
+            try:
+                index, kind, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                kind = None
+            if kind is None or time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                for vid, why in list(dead_workers()):
+                    fail(vid)
+                    remaining -= 1
+                    yield vid, None, None, why
+                if kind is None:
+                    continue
+            if index in failed:             # leftovers of a video given up on
+                if kind == "chunk":
+                    discard_shared(payload[1])
+                continue
+            if kind == "start":
+                if payload in dead:
+                    fail(index)
+                    remaining -= 1
+                    yield index, None, None, died(index, payload)
+                    continue
+                decoding[payload] = index
+            elif kind == "chunk":
                 part, name, shape = payload
-                pending.append((index, part, _from_shared(name, shape)))
+                x = take_shared(name, shape, pin=cuda)
+                if cuda:
+                    x = x.to(device, non_blocking=True)     # overlaps with the running batch
+                pending.append((index, part, x))
                 flush(force=False)
             elif kind == "error":
-                parts.pop(index, None)
-                pending[:] = [p for p in pending if p[0] != index]
+                _forget(decoding, index)
+                fail(index)
                 remaining -= 1
                 yield index, None, None, payload
             else:
+                _forget(decoding, index)
                 done_info[index] = payload
             # A video is finished when all its parts went through the backbone.
             for vid in list(done_info):
@@ -181,7 +295,8 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
                 if len(parts.get(vid, {})) == n_parts:
                     del done_info[vid]
                     got = parts.pop(vid)
-                    feats = np.concatenate([got[k] for k in range(n_parts)])
+                    feats = np.concatenate([batch.numpy()[offset:offset + n]
+                                            for batch, offset, n in (got[k] for k in range(n_parts))])
                     snippets = SnippetMap.build(facts["frame_count"], spec.snippet_len, spec.stride)
                     remaining -= 1
                     if snippets.starts.tolist() != starts:
@@ -189,10 +304,19 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
                     else:
                         yield vid, feats, snippets, facts
     finally:
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
-            w.join(timeout=5)
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+        # Blocks handed over but never read (the caller stopped early, or an error): free them.
+        while True:
+            try:
+                _, kind, payload = results.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            if kind == "chunk":
+                discard_shared(payload[1])
+        remove_worker_blocks(started)      # what killed workers were filling
 
 
 @dataclass

@@ -196,10 +196,18 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
 
 
 def _reformat(frame: "av.VideoFrame", size: tuple[int, int] | None, fmt: str) -> np.ndarray:
-    """One decoded frame as an array, resized (area interpolation) when ``size`` is given."""
+    """One decoded frame as an array, resized (area interpolation) when ``size`` is given.
+
+    libswscale runs single-threaded (``threads=1``). PyAV's default (0) starts a
+    thread per core for every frame: on a 320x240 frame that costs 2.7x the CPU time
+    of one thread for identical output (benchmarks/extract.py, "decoder CPU per
+    frame"), and with one decoder process per core (GPU extraction) every process's
+    scaler would spawn a thread per core on top.
+    """
     if size is None:
-        return frame.reformat(format=fmt).to_ndarray()
-    return frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt, interpolation="AREA").to_ndarray()
+        return frame.reformat(format=fmt, threads=1).to_ndarray()
+    return frame.reformat(width=int(size[0]), height=int(size[1]), format=fmt, interpolation="AREA",
+                          threads=1).to_ndarray()
 
 
 class VideoReader:

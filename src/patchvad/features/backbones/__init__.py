@@ -196,22 +196,36 @@ class PatchFeatureExtractor:
                                 stride=int(stride), passes=int(passes), motion=bool(motion), channels=channels)
         self._pass_idx = torch.as_tensor(pass_indices(snippet_len, passes))
 
-    @torch.no_grad()
     def __call__(self, snippets: np.ndarray | torch.Tensor) -> np.ndarray:
         """Features of a batch of snippets.
 
         Args:
-            snippets: ``(B, L, H, W, 3)`` uint8 RGB, already resized to ``input_size``.
+            snippets: ``(B, L, H, W, 3)`` uint8 RGB, already resized to ``input_size``
+                (a numpy array, or a tensor on any device).
 
         Returns:
             ``(B, Gh, Gw, D)`` float32.
         """
+        return self.submit(snippets).numpy()
+
+    @torch.no_grad()
+    def submit(self, snippets: np.ndarray | torch.Tensor) -> "PendingFeatures":
+        """Start the features of a batch; :meth:`PendingFeatures.numpy` waits for them.
+
+        On CUDA nothing here waits for the device: the input goes up from pinned
+        memory, the result comes back into pinned memory, both asynchronously, so the
+        caller can prepare the next batch meanwhile (the extraction loop keeps the
+        GPU fed this way). On CPU the result is computed before this returns.
+        """
         x = torch.as_tensor(snippets)
-        if self.device.type == "cuda":
-            # Pinned host memory lets the copy overlap with the previous batch's compute.
-            x = x.pin_memory().to(self.device, non_blocking=True)
         if x.ndim != 5 or x.shape[-1] != 3:
             raise ValueError(f"expected (B, L, H, W, 3) snippets, got {tuple(x.shape)}")
+        cuda = self.device.type == "cuda"
+        if x.device != self.device:
+            if cuda and not x.is_pinned():
+                # Pinned host memory lets the copy overlap with the previous batch's compute.
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=cuda)
         x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
         picked = x[:, self._pass_idx.to(x.device)]            # (B, P, 3, H, W)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
@@ -220,4 +234,26 @@ class PatchFeatureExtractor:
         if self.spec.motion:
             gray = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]) / 255.0
             parts.append(motion_features(gray, self.grid))
-        return torch.cat(parts, dim=-1).cpu().numpy()
+        feats = torch.cat(parts, dim=-1)
+        if not cuda:
+            return PendingFeatures(feats.cpu())
+        host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+        host.copy_(feats, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return PendingFeatures(host, done)
+
+
+class PendingFeatures:
+    """Features of one batch, possibly still being computed (see :meth:`PatchFeatureExtractor.submit`)."""
+
+    def __init__(self, host: torch.Tensor, done: "torch.cuda.Event | None" = None):
+        self._host = host
+        self._done = done
+
+    def numpy(self) -> np.ndarray:
+        """``(B, Gh, Gw, D)`` float32, waiting for the device if needed."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._done = None
+        return self._host.numpy()
