@@ -65,6 +65,7 @@ echo
 echo "=== patchvad GPU benchmark: $CARD ==="
 if [[ $extract_rc -eq 0 ]]; then
   grep -E "^extract, appearance \+ motion" "$OUT/extract.txt" | sed 's/^/extraction: /'
+  grep -E "^(feed: |decode worker CPU)" "$OUT/extract.txt" | sed 's/^/extraction: /'
 else
   echo "extraction: FAILED (exit $extract_rc; 124 = over its 160 s budget), see $OUT/extract.txt"
 fi
