@@ -221,11 +221,15 @@ class PatchFeatureExtractor:
         if x.ndim != 5 or x.shape[-1] != 3:
             raise ValueError(f"expected (B, L, H, W, 3) snippets, got {tuple(x.shape)}")
         cuda = self.device.type == "cuda"
-        if x.device != self.device:
+        if x.device.type == "cpu":
             if cuda and not x.is_pinned():
                 # Pinned host memory lets the copy overlap with the previous batch's compute.
                 x = x.pin_memory()
             x = x.to(self.device, non_blocking=cuda)
+        else:
+            # Already on a device (the extraction loop uploads as it receives): "cuda" and
+            # "cuda:0" are the same GPU, and .to() is a no-op then.
+            x = x.to(self.device)
         x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
         picked = x[:, self._pass_idx.to(x.device)]            # (B, P, 3, H, W)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
