@@ -59,6 +59,30 @@ def make_tiny_dataset(root: Path, n_train: int = 3, n_test: int = 2, frames: int
     return root
 
 
+def write_vfr_video(path: Path, frames: list[np.ndarray], pts_ms: list[int]) -> None:
+    """An H.264 mp4 whose frames are shown at ``pts_ms`` milliseconds (variable frame rate).
+
+    Made with PyAV directly: patchvad's own writer only writes constant rates.
+    """
+    from fractions import Fraction
+
+    import av
+
+    assert len(frames) == len(pts_ms)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for img, pts in zip(frames, pts_ms):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 @pytest.fixture()
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_tiny_dataset(tmp_path / "data")

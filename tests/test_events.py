@@ -61,3 +61,15 @@ def test_stream_lost_closes_cleanly() -> None:
     assert ev is not None and ev.closed_by == "stream_lost" and tracker.events == [ev]
     with pytest.raises(ValueError):
         tracker.update(0, 0.1)
+
+
+def test_times_follow_presentation_times_when_given() -> None:
+    # 25 fps nominal, but the camera stalled 2 s before frame 3.
+    times = [0.0, 0.04, 0.08, 2.12, 2.16, 2.2]
+    scores = [0.0, 0.0, 0.0, 0.9, 0.9, 0.0]
+    (event,) = events_from_scores(scores, 0.5, 25, min_gap=1, frame_times=times)
+    assert (event.start_frame, event.end_frame) == (3, 4)
+    # start: when frame 3 was shown; end: frame 4's time plus one average frame (1 / 25 s)
+    assert event.start_time == pytest.approx(2.12) and event.end_time == pytest.approx(2.2)
+    (nominal,) = events_from_scores(scores, 0.5, 25, min_gap=1)
+    assert (nominal.start_time, nominal.end_time) == (3 / 25, 5 / 25)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_vfr_video
 from patchvad.data.folder import write_manifest
 from patchvad.errors import CheckpointError, VideoError
 from patchvad.features.extract import extract_dataset
@@ -137,8 +137,8 @@ def test_dropped_stream_ends_with_valid_events(setup, tmp_path, monkeypatch) -> 
     det = Detector(setup["ckpt"], threshold=0.5)
     original = VideoReader.frame_pairs
 
-    def dropping(self, size):
-        for i, pair in enumerate(original(self, size)):
+    def dropping(self, size, times=None):
+        for i, pair in enumerate(original(self, size, times=times)):
             if i == 90:                                   # mid-anomaly: the connection drops
                 raise VideoError("connection reset by peer", path=self.source)
             yield pair
@@ -214,3 +214,35 @@ def test_real_footage_smoke(setup, tmp_path) -> None:
     assert probe(folder / "overlay.mp4").frame_count == 795
     ev = json.loads((folder / "events.json").read_text())
     assert (ev["width"], ev["height"], ev["frame_count"]) == (768, 576, 795)
+
+
+def test_variable_frame_rate_times_are_the_real_clock(setup, tmp_path) -> None:
+    """A camera that stalls 2 s before the object starts to move: events and scores.csv give
+    the times the frames were shown, offline and streaming alike."""
+    frames = [f for f in VideoReader(setup["video"]).frames()]
+    pts = [40 * t + (2000 if t >= SPAN[0] else 0) for t in range(N)]
+    path = tmp_path / "vfr.mp4"
+    write_vfr_video(path, frames, pts)
+    det = Detector(setup["ckpt"], threshold=0.5)
+    offline = det.predict(path)
+    assert offline.variable_rate
+    np.testing.assert_allclose(offline.frame_times, np.array(pts) / 1000, atol=1e-9)
+    best = max(offline.events, key=lambda e: e.peak_score)
+    assert best.start_frame <= SPAN[1] and best.end_frame >= SPAN[0]
+    assert best.start_time == pytest.approx(pts[best.start_frame] / 1000)
+    assert best.end_time == pytest.approx(pts[best.end_frame] / 1000 + 1 / offline.fps)
+    folder = write_detection(offline, tmp_path / "offline", overlay=False, thumbnails=False)
+    rows = [line.split(",") for line in (folder / "scores.csv").read_text().splitlines()[1:]]
+    np.testing.assert_allclose([float(r[1]) for r in rows], np.array(pts) / 1000, atol=1e-4)
+    assert json.loads((folder / "events.json").read_text())["variable_frame_rate"] is True
+
+    streamed = stream_to_folder(det, str(path), tmp_path / "stream", overlay=False, echo=lambda m: None)
+    assert streamed.variable_rate
+    np.testing.assert_allclose(streamed.frame_times, np.array(pts) / 1000, atol=1e-9)
+    for ev in streamed.events:
+        assert ev.start_time == pytest.approx(pts[ev.start_frame] / 1000)
+
+    # The same frames at a constant rate: nominal times, flagged constant.
+    constant = det.predict(setup["video"])
+    assert not constant.variable_rate
+    assert constant.frame_times.tolist() == (np.arange(N) / constant.fps).tolist()

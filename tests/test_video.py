@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, moving_square_frames
+from conftest import SHARED_DATA, moving_square_frames, write_vfr_video
 from patchvad.errors import VideoError
-from patchvad.io.video import VideoReader, VideoWriter, iter_snippets, probe, rgb_to_yuv420p, write_video
+from patchvad.io.video import (VideoReader, VideoWriter, clock_times, is_variable_rate, iter_snippets, probe,
+                               rgb_to_yuv420p, write_video)
 
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:
@@ -165,3 +166,44 @@ def test_frame_folder_reads_like_a_video(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(VideoError, match="empty: frame folder holds no images"):
         probe(empty)
+
+
+def test_presentation_times_of_a_variable_rate_video(tmp_path: Path) -> None:
+    """A camera that stalls for a second: the reader reports its real clock."""
+    frames, _ = moving_square_frames(10, size=(64, 48))
+    pts = [0, 40, 80, 120, 1120, 2120, 2160, 2200, 2240, 2280]
+    path = tmp_path / "vfr.mp4"
+    write_vfr_video(path, frames, pts)
+    reader = VideoReader(path)
+    times: list[float] = []
+    assert len(list(reader.frames(size=(32, 32), times=times))) == 10
+    np.testing.assert_allclose(times, np.array(pts) / 1000, atol=1e-9)
+    paired: list[float] = []
+    assert len(list(reader.frame_pairs((32, 32), times=paired))) == 10
+    assert paired == times
+    assert is_variable_rate(times, reader.fps)
+    # 10 frames over 2.32 s: the average rate (4.31/s) puts frame 4 at 0.93 s, it was shown at 1.12 s.
+    assert reader.fps == pytest.approx(10 / 2.32)
+    np.testing.assert_allclose(clock_times(times, reader.fps), np.array(pts) / 1000)
+
+
+def test_constant_rate_video_keeps_nominal_times(tmp_path: Path) -> None:
+    frames, _ = moving_square_frames(30, size=(64, 48))
+    path = tmp_path / "cfr.mp4"
+    write_video(path, frames, fps=25)
+    times: list[float] = []
+    list(VideoReader(path).frames(times=times))
+    np.testing.assert_allclose(times, np.arange(30) / 25, atol=1e-3)
+    assert not is_variable_rate(times, 25.0)
+    assert clock_times(times, 25.0).tolist() == (np.arange(30) / 25).tolist()     # exactly frame / fps
+
+
+def test_clock_times_known_values() -> None:
+    # fps 10: nominal 0.0, 0.1, 0.2, 0.3. Frame 2 strays by 0.3 s > half a frame: the real clock.
+    assert clock_times([0.0, 0.12, 0.5, 0.31], 10.0).tolist() == [0.0, 0.12, 0.5, 0.31]
+    # all within half a frame (0.05 s): exactly the nominal times
+    assert clock_times([0.0, 0.12, 0.21, 0.31], 10.0).tolist() == [0.0, 0.1, 0.2, 0.3]
+    assert clock_times([0.0, 0.12], 10.0, real=True).tolist() == [0.0, 0.12]
+    assert clock_times([2.04, 2.1], 10.0, first_index=20).tolist() == [2.0, 2.1]
+    assert is_variable_rate([0.0, 0.1, 0.26], 10.0) and not is_variable_rate([0.0, 0.1, 0.24], 10.0)
+    assert is_variable_rate([2.0, 2.2], 10.0, first_index=20) and not is_variable_rate([2.0, 2.1], 10.0, 20)

@@ -31,8 +31,9 @@ class Event:
 
     Attributes:
         start_frame, end_frame: inclusive frame range.
-        start_time, end_time: the same in seconds (``frame / fps``; end is the end of
-            the last frame).
+        start_time, end_time: the same in seconds: the presentation time of the first
+            frame, and that of the last frame plus one average frame duration (``1 /
+            fps``). Without timestamps a frame's time is ``frame / fps``.
         peak_score, peak_frame: highest frame score inside the event.
         boxes: one :class:`EventBox` per snippet of the event (when a box was found).
         thumbnail: path of a picture of the peak frame, relative to the output folder.
@@ -86,11 +87,17 @@ class EventTracker:
         """The last frame fed to :meth:`update` (-1 before the first)."""
         return self._frame
 
-    def update(self, frame: int, score: float) -> list[tuple[str, Event]]:
-        """Feed one frame's score. Returns ``[("start" | "end", event), ...]`` that happened."""
+    def update(self, frame: int, score: float, time: float | None = None) -> list[tuple[str, Event]]:
+        """Feed one frame's score. Returns ``[("start" | "end", event), ...]`` that happened.
+
+        ``time``: the frame's presentation time in seconds (variable-frame-rate video);
+        default ``frame / fps``.
+        """
         if frame <= self._frame:
             raise ValueError(f"frames must increase (got {frame} after {self._frame})")
         self._frame = frame
+        start = frame / self.fps if time is None else float(time)
+        end = start + 1.0 / self.fps
         happened: list[tuple[str, Event]] = []
         above = score >= self.threshold
         if self._open is not None and not above and frame - self._last_above >= self.min_gap:
@@ -99,13 +106,13 @@ class EventTracker:
                 happened.append(("end", closed))
         if above:
             if self._open is None:
-                self._open = Event(start_frame=frame, end_frame=frame, start_time=frame / self.fps,
-                                   end_time=(frame + 1) / self.fps, peak_score=float(score), peak_frame=frame)
+                self._open = Event(start_frame=frame, end_frame=frame, start_time=start, end_time=end,
+                                   peak_score=float(score), peak_frame=frame)
                 happened.append(("start", self._open))
             self._last_above = frame
             ev = self._open
             ev.end_frame = frame
-            ev.end_time = (frame + 1) / self.fps
+            ev.end_time = end
             if score > ev.peak_score:
                 ev.peak_score, ev.peak_frame = float(score), frame
         return happened
@@ -133,10 +140,13 @@ class EventTracker:
 
 
 def events_from_scores(frame_scores, threshold: float, fps: float, min_gap: int = 16,
-                       min_length: int = 1) -> list[Event]:
-    """Offline events of a whole video: the online tracker fed every frame."""
+                       min_length: int = 1, frame_times=None) -> list[Event]:
+    """Offline events of a whole video: the online tracker fed every frame.
+
+    ``frame_times``: ``(F,)`` presentation times in seconds (default ``frame / fps``).
+    """
     tracker = EventTracker(threshold, fps, min_gap=min_gap, min_length=min_length)
     for f, s in enumerate(frame_scores):
-        tracker.update(f, float(s))
+        tracker.update(f, float(s), None if frame_times is None else float(frame_times[f]))
     tracker.finish("end")
     return tracker.events

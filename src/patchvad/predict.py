@@ -40,7 +40,8 @@ from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import VideoFeatures
 from patchvad.inference import BoxConfig, box_from_map, patch_scores, predict_video
 from patchvad.io.files import atomic_path, atomic_write_json, atomic_write_text
-from patchvad.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, _is_url, iter_snippets
+from patchvad.io.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, _is_url, clock_times,
+                               is_variable_rate, iter_snippets)
 from patchvad.model.model import load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.predictions import write_prediction
@@ -68,6 +69,10 @@ class Detection:
         status: ``"complete"`` or ``"stream_lost"`` (the input ended with an error;
             everything up to that point is kept).
         error: the input error, when ``status`` is ``"stream_lost"``.
+        frame_times: ``(F,)`` seconds of each frame (:func:`clock_times`: ``frame /
+            fps`` for a constant-rate video, the real clock where it differs).
+        variable_rate: the source's timestamps differ from ``frame / fps`` by more than
+            half a frame somewhere.
     """
 
     source: str
@@ -86,6 +91,8 @@ class Detection:
     status: str = "complete"
     error: str | None = None
     seconds: float = 0.0
+    frame_times: np.ndarray | None = None
+    variable_rate: bool = False
 
     @property
     def frame_count(self) -> int:
@@ -108,6 +115,7 @@ class StreamUpdate:
         started, ended: events that opened / closed with this snippet.
         frames: the snippet's native frames (for drawing), ``(n, H, W, 3)`` uint8.
         open_event: the event still open after this snippet, if any.
+        times: ``(n,)`` seconds of its real frames (:func:`clock_times`).
     """
 
     snippet: int
@@ -120,6 +128,7 @@ class StreamUpdate:
     ended: list[Event] = field(default_factory=list)
     frames: np.ndarray | None = None
     open_event: Event | None = None
+    times: np.ndarray | None = None
 
 
 def _stem_of(source: str | Path) -> str:
@@ -201,16 +210,21 @@ class Detector:
         from patchvad.features.extract import extract_video
 
         t0 = time.perf_counter()
-        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size)
+        presented: list[float] = []
+        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size, times=presented)
         # Stored features are float16; score exactly what training and testing see.
         vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
         pred = predict_video(self.model, vf, self.box_cfg)
-        events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, facts["fps"], min_gap)
-        return Detection(source=str(source), stem=vf.stem, fps=float(facts["fps"]), width=int(facts["width"]),
+        fps = float(facts["fps"])
+        frame_times = clock_times(presented[:snippets.frame_count], fps)
+        events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, fps, min_gap,
+                              frame_times)
+        return Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
                          height=int(facts["height"]), frame_scores=pred.frame_scores,
                          snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
                          frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, frame_times=frame_times,
+                         variable_rate=is_variable_rate(presented, fps))
 
     def _stored(self, feats: np.ndarray) -> np.ndarray:
         """Backbone output as the feature store holds it: float16, projected when the model was trained so."""
@@ -218,13 +232,13 @@ class Detector:
         return x if self.reduction is None else self.reduction.apply(x)
 
     def _events(self, frame_scores, snip_scores, boxes, snippets: SnippetMap, fps: float,
-                min_gap: int | None) -> list[Event]:
+                min_gap: int | None, frame_times: np.ndarray) -> list[Event]:
         tracker = EventTracker(self.threshold, fps, min_gap=min_gap or self.spec.snippet_len)
         for t in range(snippets.num_snippets):
             first, last = snippets.snippet_frames(t)
             for f in range(first, last + 1):
                 if f > tracker.last_frame:
-                    tracker.update(f, float(frame_scores[f]))
+                    tracker.update(f, float(frame_scores[f]), float(frame_times[f]))
             row = boxes[first]
             tracker.add_box(EventBox(t, first, int(row[1]), int(row[2]), int(row[3]), int(row[4]),
                                      float(snip_scores[t])))
@@ -269,44 +283,57 @@ class Detector:
         self.last_fps = reader.fps
         self.last_size = (width, height)
         window: deque[np.ndarray] = deque(maxlen=max(history, delay + 1))
-        natives: deque[tuple[int, int, np.ndarray]] = deque()     # (start, n_real, frames) awaiting a score
+        # (start, n_real, frames, their times) awaiting a score
+        natives: deque[tuple[int, int, np.ndarray, np.ndarray]] = deque()
+        self.last_variable_rate = False
         next_out = 0          # next snippet to report
         received = 0          # snippets received
 
         def emit(maps_window: np.ndarray, t: int, offset: int) -> StreamUpdate:
             m = maps_window[t - offset]
             score, box = self._snippet_score_box(m, width, height)
-            start, n_real, frames = natives.popleft()
+            start, n_real, frames, times = natives.popleft()
             started, ended = [], []
             for f in range(start, start + n_real):
                 if f <= tracker.last_frame:
                     continue          # overlapping snippets: a frame is reported once
-                for kind, ev in tracker.update(f, score):
+                for kind, ev in tracker.update(f, score, float(times[f - start])):
                     (started if kind == "start" else ended).append(ev)
             tracker.add_box(EventBox(t, start, *box, score))
             return StreamUpdate(t, start, start + n_real - 1, score, box, m, started, ended, frames,
-                                tracker.open_event)
+                                tracker.open_event, times)
 
-        def snippets_with_natives() -> Iterator[tuple[int, np.ndarray, int, np.ndarray]]:
-            pairs = reader.frame_pairs(spec.input_size)
+        def snippets_with_natives() -> Iterator[tuple[int, np.ndarray, int, np.ndarray, np.ndarray]]:
+            presented: list[float] = []          # the time of the pair just decoded (emptied each frame)
+            pairs = reader.frame_pairs(spec.input_size, times=presented)
             buf_native: list[np.ndarray] = []
+            buf_time: list[float] = []
 
             def smalls() -> Iterator[np.ndarray]:
                 for native, small in pairs:
                     buf_native.append(native)
+                    buf_time.append(presented[-1])
+                    presented.clear()
                     yield small
 
             for s_start, snippet, n_real in iter_snippets(smalls(), spec.snippet_len, spec.stride):
                 frames = np.stack(buf_native[:n_real]) if n_real else np.zeros((0, height, width, 3), np.uint8)
+                # Nominal times until a frame strays by more than half a frame, the real
+                # clock from then on (a live source cannot be looked at in advance).
+                if not self.last_variable_rate:
+                    self.last_variable_rate = is_variable_rate(buf_time[:n_real], reader.fps, first_index=s_start)
+                times = clock_times(buf_time[:n_real], reader.fps, first_index=s_start,
+                                    real=self.last_variable_rate)
                 # Keep natives only from the next snippet's start on (stride may be < length).
                 del buf_native[:spec.stride]
-                yield s_start, snippet, n_real, frames
+                del buf_time[:spec.stride]
+                yield s_start, snippet, n_real, frames, times
 
         try:
-            for s_start, snippet, n_real, frames in snippets_with_natives():
+            for s_start, snippet, n_real, frames, times in snippets_with_natives():
                 feats = self._stored(self.extractor(snippet[None]))[0]
                 window.append(feats)
-                natives.append((s_start, n_real, frames))
+                natives.append((s_start, n_real, frames, times))
                 received += 1
                 ready = received - 1 - delay          # newest snippet with enough look-ahead
                 if ready >= next_out:
@@ -381,9 +408,10 @@ def _thumbnail(path: Path, frame: np.ndarray, heat: np.ndarray | None, box, scor
         tmp.write_bytes(buf.getvalue())
 
 
-def _scores_csv(frame_scores: np.ndarray, fps: float) -> str:
+def _scores_csv(det: Detection) -> str:
+    times = det.frame_times if det.frame_times is not None else np.arange(det.frame_count) / det.fps
     lines = ["frame,time,score"]
-    lines += [f"{f},{f / fps:.4f},{float(s):.6f}" for f, s in enumerate(frame_scores)]
+    lines += [f"{f},{t:.4f},{float(s):.6f}" for f, (t, s) in enumerate(zip(times, det.frame_scores))]
     return "\n".join(lines) + "\n"
 
 
@@ -396,7 +424,7 @@ def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails:
     ``patchvad predict`` can tell a finished video from one to redo.
     """
     folder = write_prediction(out, det.stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
-    atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
+    atomic_write_text(folder / "scores.csv", _scores_csv(det))
     peak_frames = {ev.peak_frame: k for k, ev in enumerate(det.events)}
     if (overlay or thumbnails) and not _is_url(det.source):
         sink = _OverlaySink(folder / "overlay.mp4", det.fps, det.threshold, det.frame_count) if overlay else None
@@ -432,7 +460,8 @@ EVENTS = "events.json"
 def _write_events(folder: Path, det: Detection, run: dict | None = None) -> None:
     record = {
         "source": det.source, "stem": det.stem, "mode": det.mode, "status": det.status, "error": det.error,
-        "fps": det.fps, "frame_count": det.frame_count, "width": det.width, "height": det.height,
+        "fps": det.fps, "variable_frame_rate": det.variable_rate, "frame_count": det.frame_count,
+        "width": det.width, "height": det.height,
         "threshold": det.threshold, "events": [ev.to_dict() for ev in det.events],
     }
     if run is not None:
@@ -459,6 +488,7 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
     maps: list[np.ndarray] = []
     boxes_per_frame: list[tuple] = []
     f2s: list[int] = []
+    frame_times: list[float] = []
     best_frame: dict[int, tuple] = {}      # id(event) -> (score, frame, heat, box)
     t0 = time.perf_counter()
     echo = echo or (lambda m: print(m, file=sys.stderr))
@@ -476,6 +506,7 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
                     if f < len(scores):
                         continue          # already reported by an overlapping snippet
                     scores.append(upd.score)
+                    frame_times.append(float(upd.times[i]) if upd.times is not None else f / detector.last_fps)
                     boxes_per_frame.append((f, *upd.box, upd.score))
                     f2s.append(upd.snippet)
                     if sink is not None:
@@ -510,10 +541,12 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
                     boxes=np.asarray(boxes_per_frame, np.float64).reshape(n, 6),
                     frame_to_snippet=np.asarray(f2s, np.int64), events=list(events), threshold=detector.threshold,
                     mode="stream", status="stream_lost" if detector.last_error else "complete",
-                    error=detector.last_error, seconds=time.perf_counter() - t0)
+                    error=detector.last_error, seconds=time.perf_counter() - t0,
+                    frame_times=np.asarray(frame_times, np.float64),
+                    variable_rate=bool(getattr(detector, "last_variable_rate", False)))
     if n:
         write_prediction(out, stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
-    atomic_write_text(folder / "scores.csv", _scores_csv(det.frame_scores, det.fps))
+    atomic_write_text(folder / "scores.csv", _scores_csv(det))
     _write_events(folder, det, run)
     return det
 

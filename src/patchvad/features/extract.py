@@ -63,9 +63,13 @@ def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
         stop.set()
 
 
-def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_size: int = 8
-                  ) -> tuple[np.ndarray, SnippetMap, dict]:
+def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_size: int = 8,
+                  times: list[float] | None = None) -> tuple[np.ndarray, SnippetMap, dict]:
     """Patch features of one video.
+
+    Args:
+        times: if given, receives every frame's presentation time in seconds
+            (:meth:`VideoReader.frames`).
 
     Returns:
         ``features (T, Gh, Gw, D) float32``, the snippet map over the decoded frames,
@@ -76,7 +80,7 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
     """
     spec = extractor.spec
     reader = VideoReader(source)
-    frames = _prefetch(reader.frames(size=spec.input_size))
+    frames = _prefetch(reader.frames(size=spec.input_size, times=times))
     batch: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     starts: list[int] = []

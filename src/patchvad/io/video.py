@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -245,13 +245,16 @@ class VideoReader:
         return None
 
     def frames(self, size: tuple[int, int] | None = None, gray: bool = False,
-               threads: int | None = None) -> Iterator[np.ndarray]:
+               threads: int | None = None, times: list[float] | None = None) -> Iterator[np.ndarray]:
         """Yield every frame in order, resized on decode.
 
         Args:
             size: ``(width, height)`` to resize to (the whole frame, no crop); None keeps it.
             gray: yield ``(H, W)`` uint8 luma instead of RGB.
             threads: decoder threads (None: FFmpeg chooses; 1 in worker processes).
+            times: if given, each frame's presentation time in seconds from the first
+                frame is appended to it before the frame is yielded (see
+                :meth:`_decoded`); for a frame folder ``index / fps``.
 
         Yields:
             ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` when ``gray``).
@@ -260,37 +263,51 @@ class VideoReader:
             VideoError: the stream is corrupt or truncated (names the frame index reached).
         """
         if self._frame_files is not None:
-            for path in self._frame_files:
+            for i, path in enumerate(self._frame_files):
+                if times is not None:
+                    times.append(i / self.fps)
                 yield _image(path, size, gray)
             return
         fmt = "gray" if gray else "rgb24"
-        for frame in self._decoded(threads):
+        for frame in self._decoded(threads, times):
             yield _reformat(frame, size, fmt)
 
-    def frame_pairs(self, size: tuple[int, int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def frame_pairs(self, size: tuple[int, int], times: list[float] | None = None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(native (H, W, 3), resized (h, w, 3))`` RGB pairs from ONE decode.
 
         The resized frame is made exactly as :meth:`frames` makes it, so features of a
         stream equal features of the same file read offline; the native frame is for
-        drawing (overlays of live sources that cannot be read twice).
+        drawing (overlays of live sources that cannot be read twice). ``times``: as
+        in :meth:`frames`.
         """
         if self._frame_files is not None:
-            for path in self._frame_files:
+            for i, path in enumerate(self._frame_files):
+                if times is not None:
+                    times.append(i / self.fps)
                 yield _image(path, None, False), _image(path, size, False)
             return
-        for frame in self._decoded(None):
+        for frame in self._decoded(None, times):
             yield _reformat(frame, None, "rgb24"), _reformat(frame, size, "rgb24")
 
-    def _decoded(self, threads: int | None) -> Iterator["av.VideoFrame"]:
+    def _decoded(self, threads: int | None, times: list[float] | None = None) -> Iterator["av.VideoFrame"]:
         """Decoded PyAV frames of the source; every failure becomes a VideoError.
 
         A file whose sample index (mp4 / mov) lists more frames than its data holds was
         cut short (an interrupted copy or download): FFmpeg just stops at the end of the
         data, so this is checked here and raised as a VideoError after the last frame.
+
+        ``times`` receives each frame's presentation time, ``(pts - first pts) x
+        time_base`` seconds: the real clock of a variable-frame-rate video (cameras that
+        drop frames, screen recordings), where ``index / fps`` drifts. A frame without a
+        timestamp, or one that does not move forward (broken muxing), gets the previous
+        time plus one average frame duration.
         """
         container = _open(self.source, self._options)
         index = 0
         declared = 0
+        first_pts: int | None = None
+        previous = -1.0
         try:
             stream = container.streams.video[0]
             if _has_sample_index(container):
@@ -302,6 +319,15 @@ class VideoReader:
                 if threads:
                     stream.codec_context.thread_count = int(threads)
             for frame in container.decode(stream):
+                if times is not None:
+                    t = None
+                    if frame.pts is not None and frame.time_base is not None:
+                        first_pts = frame.pts if first_pts is None else first_pts
+                        t = float((frame.pts - first_pts) * frame.time_base)
+                    if t is None or t <= previous:
+                        t = previous + 1.0 / self.fps if index else 0.0
+                    times.append(t)
+                    previous = t
                 yield frame
                 index += 1
         except av.error.FFmpegError as exc:
@@ -320,6 +346,34 @@ class VideoReader:
     def read_all(self, size: tuple[int, int] | None = None, gray: bool = False) -> np.ndarray:
         """All frames as one array ``(F, H, W, 3)`` (or ``(F, H, W)``). For short videos."""
         return np.stack(list(self.frames(size=size, gray=gray)))
+
+
+def clock_times(times: Sequence[float], fps: float, first_index: int = 0, real: bool | None = None
+                ) -> np.ndarray:
+    """Times in seconds to report for frames ``first_index, first_index + 1, ...``.
+
+    The presentation ``times`` when the video is variable-rate (some time differs
+    from ``index / fps`` by more than half a frame: a camera that drops frames or
+    slows down at night), else the nominal ``index / fps`` exactly (a constant-rate
+    video's timestamps give the same up to rounding). ``real`` forces the choice
+    (streaming decides once it has seen a stray frame).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    nominal = (first_index + np.arange(len(t))) / fps
+    if real is None:
+        real = is_variable_rate(t, fps, first_index)
+    return t if real else nominal
+
+
+def is_variable_rate(times: Sequence[float], fps: float, first_index: int = 0) -> bool:
+    """True when some presentation time strays from ``index / fps`` by more than half a frame.
+
+    ``times`` are those of frames ``first_index, first_index + 1, ...``.
+    """
+    if len(times) == 0 or fps <= 0:
+        return False
+    t = np.asarray(times, dtype=np.float64)
+    return bool(np.abs(t - (first_index + np.arange(len(t))) / fps).max() > 0.5 / fps)
 
 
 def iter_snippets(frames: Iterable[np.ndarray], snippet_len: int, stride: int | None = None
