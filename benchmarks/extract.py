@@ -70,13 +70,13 @@ def _decode_count(path: str) -> int:
 
 
 def worker_cpu_per_frame(paths: list[Path], chunk: int = 8) -> float:
-    """CPU microseconds per frame of ``_decode_worker`` run in this process (best of 3).
+    """CPU microseconds per frame of the decode processes' loop run in this process (best of 3).
 
     The hand-over blocks it makes are read back and freed outside the timed part.
     """
     import queue
 
-    from patchvad.features.decode import _decode_worker, take_shared
+    from patchvad.features.decode import decode_loop, take_shared
 
     best, frames = float("inf"), 0
     for _ in range(3):
@@ -85,7 +85,7 @@ def worker_cpu_per_frame(paths: list[Path], chunk: int = 8) -> float:
             tasks.put((i, str(p)))
         tasks.put(None)
         t0 = time.process_time()
-        _decode_worker(tasks, results, (224, 224), 16, 16, chunk)
+        decode_loop(tasks, results, (224, 224), 16, 16, chunk)       # what each decode process runs
         best = min(best, time.process_time() - t0)
         frames = 0
         while not results.empty():

@@ -46,6 +46,14 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 CORES=$(nproc)
 WORKERS=$(( CORES > 1 ? CORES - 1 : 1 ))
 WORKERS=$(( WORKERS > 15 ? 15 : WORKERS ))
+# Decode workers hand frames over in /dev/shm: about (3 x workers + 1) blocks of 19.3 MB
+# (features/extract.py checks it). Fewer workers where /dev/shm is small (containers).
+SHM_MB=$(df -Pm /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
+if [[ -n "$SHM_MB" ]]; then
+  FIT=$(( (SHM_MB * 8 / 10 / 20 - 1) / 3 ))
+  if (( FIT < WORKERS )); then WORKERS=$(( FIT > 1 ? FIT : 1 )); fi
+  echo "/dev/shm: ${SHM_MB} MB free -> ${WORKERS} decode workers"
+fi
 PROCS=$(( NGPU >= 2 ? 2 : 1 ))
 echo "card: $CARD; $NGPU GPU(s), $CORES CPU cores; python $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
 

@@ -287,3 +287,92 @@ def test_single_threaded_scaler_gives_the_same_frames(tmp_path: Path) -> None:
     assert len(ours) == len(default) == 12
     for a, b in zip(ours, default):
         np.testing.assert_array_equal(a, b)
+
+
+class _SlowFeed:
+    """Stands in for the backbone in tests of the decode protocol: zeros, after a callback."""
+
+    def __init__(self, spec, on_submit):
+        import torch
+
+        self.spec = spec
+        self.device = torch.device("cpu")
+        self.on_submit = on_submit
+
+    def submit(self, x):
+        import torch
+
+        from patchvad.features.backbones import PendingFeatures
+
+        self.on_submit()
+        return PendingFeatures(torch.zeros((len(x), 1, 1, 1)))
+
+
+def test_a_dead_worker_fails_only_the_video_it_was_decoding(tmp_path: Path, extractor: PatchFeatureExtractor) -> None:
+    """The worker finished A (its messages still queued behind a slow backbone), started B, then died:
+    A comes through, B fails. The video is read from the worker's shared slot, not from the queue."""
+    import multiprocessing as mp
+
+    from patchvad.features.extract import HANDOVER_SNIPPETS, extract_many
+
+    short = _long_videos(tmp_path / "a", 1, SMALL["snippet_len"] * 2)[0]        # one hand-over block
+    long = _long_videos(tmp_path / "b", 1, HANDOVER_SNIPPETS * SMALL["snippet_len"] * 6)[0]
+    others = {p.pid for p in mp.active_children()}
+    killed: list[int] = []
+
+    def kill_once_b_has_started() -> None:
+        if killed:
+            return
+        (worker,) = [p for p in mp.active_children() if p.pid not in others]
+        deadline = time.monotonic() + 20
+        # The worker's 2nd block is B's first: it is decoding B (A's messages are queued).
+        while not list(Path("/dev/shm").glob(f"pvad_{worker.pid}_*_2")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        killed.append(worker.pid)
+
+    before = _shared_blocks()
+    feed = _SlowFeed(extractor.spec, kill_once_b_has_started)
+    got = {i: (f, m) for i, f, _, m in extract_many([short, long], feed, batch_size=1, decode_workers=1)}
+    assert killed
+    assert got[0][0] is not None and got[0][0].shape == (2, 1, 1, 1)
+    assert got[1][0] is None and "the decoding process died (exit code -9" in got[1][1] and str(long) in got[1][1]
+    assert _shared_blocks() - before == set()
+
+
+def _run_script(tmp_path: Path, body: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(body)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=tmp_path)
+
+
+def test_workers_that_cannot_start_are_a_clear_error(tmp_path: Path) -> None:
+    """A script without ``if __name__ == '__main__':`` makes every spawned worker fail at import."""
+    run = _run_script(tmp_path, """
+from patchvad.features.backbones import PatchFeatureExtractor
+from patchvad.features.extract import extract_many
+ex = PatchFeatureExtractor(grid=2, input_size=64, snippet_len=8, pretrained=False)
+list(extract_many(["missing.mp4"], ex, decode_workers=1))
+""")
+    assert run.returncode != 0
+    assert "FeatureError: a decode worker process exited with code 1 before it started" in run.stderr
+    assert "if __name__ == '__main__':" in run.stderr
+
+
+def test_early_stop_with_many_queued_videos_exits(tmp_path: Path) -> None:
+    """Thousands of queued tasks (more than a pipe holds) must not keep the interpreter from exiting."""
+    run = _run_script(tmp_path, """
+if __name__ == "__main__":
+    from patchvad.features.backbones import PatchFeatureExtractor
+    from patchvad.features.extract import extract_many
+    ex = PatchFeatureExtractor(grid=2, input_size=64, snippet_len=8, pretrained=False)
+    gen = extract_many([f"missing_{i:05d}_{'x' * 40}.mp4" for i in range(3000)], ex, decode_workers=1)
+    index, feats, _, why = next(gen)
+    assert feats is None and "missing" in why
+    gen.close()
+    print("closed")
+""", timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "closed" in run.stdout

@@ -109,35 +109,58 @@ class _SharedChunk:
             pass
 
 
-def _decode_worker(tasks, results, input_size, snippet_len, stride, chunk) -> None:
-    """Worker process: decode videos into chunks of uint8 snippets for the main process.
+# Values of a worker's slot (``slots[i]``, shared with the main process) besides a video index.
+SLOT_NOT_STARTED = -2     # the process has not reached its loop yet
+SLOT_IDLE = -1            # between videos
 
-    Each worker decodes (and scales) single-threaded: many processes already use every
-    core, and FFmpeg's own threads on top of them only contend.
 
-    Messages (``results.put``): ``(index, "start", pid)``;
-    ``(index, "chunk", (part, block name, shape))`` with
-    ``shape = (n, L, H, W, 3)``; ``(index, "done", (parts, starts, facts))``;
-    ``(index, "error", message)``.
+def _decode_worker(tasks, results, slots, slot, input_size, snippet_len, stride, chunk) -> None:
+    """Entry point of a decode process: :func:`decode_loop`, reporting its video in ``slots[slot]``.
+
+    The slot is written directly (not through the queue), so when this process dies the
+    main process knows at once which video it was decoding, even while the messages it
+    sent before are still queued. SIGTERM (the main process stopping early) frees the
+    block being filled instead of leaving it in /dev/shm, and exits with 143.
     """
     import signal
 
     current: list[_SharedChunk | None] = [None]
 
     def stop(*_) -> None:
-        # terminate() (the main process stopping early): free the block being filled
-        # instead of leaving it in /dev/shm, then exit at once.
         if current[0] is not None:
             current[0].discard()
-        os._exit(0)
+        os._exit(143)
 
     signal.signal(signal.SIGTERM, stop)
+    slots[slot] = SLOT_IDLE
+
+    def mark(index: int) -> None:
+        slots[slot] = index
+
+    decode_loop(tasks, results, input_size, snippet_len, stride, chunk, current=current, mark=mark)
+
+
+def decode_loop(tasks, results, input_size, snippet_len, stride, chunk, current: list | None = None,
+                mark=None) -> None:
+    """Decode the videos of ``tasks`` (``(index, path)`` until ``None``) into chunks of uint8 snippets.
+
+    Each worker decodes (and scales) single-threaded: many processes already use every
+    core, and FFmpeg's own threads on top of them only contend.
+
+    Messages (``results.put``): ``(index, "chunk", (part, block name, shape))`` with
+    ``shape = (n, L, H, W, 3)``; ``(index, "done", (parts, starts, facts))``;
+    ``(index, "error", message)``. ``mark(index)`` is called when a video starts and
+    ``mark(SLOT_IDLE)`` once its last message is put; ``current[0]`` holds the block
+    being filled (for a signal handler to free).
+    """
+    current = [None] if current is None else current
+    mark = mark or (lambda index: None)
     while True:
         task = tasks.get()
         if task is None:
             return
         index, source = task
-        results.put((index, "start", os.getpid()))      # lets the main process name the video if this dies
+        mark(index)
         block: _SharedChunk | None = None
         try:
             reader = VideoReader(source)
@@ -169,6 +192,7 @@ def _decode_worker(tasks, results, input_size, snippet_len, stride, chunk) -> No
             if block is not None:
                 block.discard()
             block = current[0] = None
+            mark(SLOT_IDLE)
 
 
 def take_shared(name: str, shape: tuple[int, ...], pin: bool = False) -> "torch.Tensor":

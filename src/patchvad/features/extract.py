@@ -21,7 +21,8 @@ import numpy as np
 from patchvad.data.folder import DatasetFolder, VideoEntry
 from patchvad.errors import FeatureError, PatchvadError, VideoError
 from patchvad.features.backbones import PatchFeatureExtractor, PendingFeatures
-from patchvad.features.decode import _decode_worker, discard_shared, remove_worker_blocks, take_shared
+from patchvad.features.decode import (SLOT_NOT_STARTED, _decode_worker, discard_shared, remove_worker_blocks,
+                                      take_shared)
 from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import FeatureStore
 from patchvad.io.video import VideoReader, iter_snippets
@@ -159,18 +160,21 @@ def _check_shared_memory(needed: int, decode_workers: int) -> None:
                            f"give the machine more shared memory (docker run --shm-size=2g)")
 
 
-def _forget(decoding: dict[int, int], index: int) -> None:
-    """The worker that decoded video ``index`` is done with it."""
-    for pid in [pid for pid, vid in decoding.items() if vid == index]:
-        del decoding[pid]
-
-
 def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtractor, batch_size: int,
                       decode_workers: int) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
     """``extract_many`` with ``decode_workers`` decoding processes feeding this one.
 
-    Batches may mix videos. A worker that dies (FFmpeg crashing on a file, a full
-    /dev/shm) fails the video it was decoding, is replaced, and the run goes on.
+    Batches may mix videos. A worker that dies (FFmpeg crashing on a file, SIGKILL, a
+    full /dev/shm) fails the video it was decoding (read from its shared slot, so the
+    videos it finished before are unaffected even when their messages are still
+    queued), is replaced, and the run goes on. A message lost with a killed worker
+    cannot hang the run: once every worker has exited and the queue is empty, the
+    videos never reported fail.
+
+    Raises:
+        FeatureError: /dev/shm too small, or a worker died before it started (the
+            calling script lacks ``if __name__ == "__main__":``, or the machine is out
+            of memory).
     """
     import multiprocessing as mp
 
@@ -189,17 +193,20 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
         tasks.put((index, str(source)))
     for _ in range(decode_workers):
         tasks.put(None)
-
+    # slots[i]: the video worker i is decoding (or SLOT_IDLE / SLOT_NOT_STARTED).
+    slots = ctx.Array("q", [SLOT_NOT_STARTED] * decode_workers, lock=False)
     started: list[int] = []             # pids of every worker, replacements included
 
-    def start_worker() -> mp.Process:
-        proc = ctx.Process(target=_decode_worker, args=(tasks, results, spec.input_size, spec.snippet_len,
-                                                        spec.stride, HANDOVER_SNIPPETS), daemon=True)
+    def start_worker(slot: int) -> mp.Process:
+        slots[slot] = SLOT_NOT_STARTED
+        proc = ctx.Process(target=_decode_worker, args=(tasks, results, slots, slot, spec.input_size,
+                                                        spec.snippet_len, spec.stride, HANDOVER_SNIPPETS),
+                           daemon=True)
         proc.start()
         started.append(proc.pid)
         return proc
 
-    workers = [start_worker() for _ in range(decode_workers)]
+    workers = [start_worker(i) for i in range(decode_workers)]
     device = extractor.device
     cuda = device.type == "cuda"
     # Snippets waiting for the backbone, already on the device: (video, part, (n, L, H, W, 3) uint8).
@@ -207,9 +214,8 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
     # Per video and part: the batch's (possibly still running) features and the part's rows in it.
     parts: dict[int, dict[int, tuple[PendingFeatures, int, int]]] = {}
     done_info: dict[int, tuple[int, list[int], dict]] = {}
-    decoding: dict[int, int] = {}       # worker pid -> the video it is decoding
+    reported: set[int] = set()          # videos yielded (features or failure)
     failed: set[int] = set()
-    remaining = len(sources)
     last_check = time.monotonic()
 
     def flush(force: bool) -> None:
@@ -225,34 +231,32 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
                 parts.setdefault(vid, {})[part] = (feats, offset, len(x))
                 offset += len(x)
 
-    def fail(index: int) -> None:
+    def fail(index: int, why: str) -> tuple[int, None, None, str]:
         failed.add(index)
+        reported.add(index)
         done_info.pop(index, None)
         parts.pop(index, None)
         pending[:] = [p for p in pending if p[0] != index]
-
-    dead: dict[int, int] = {}          # pid -> exit code of workers that died
-
-    def died(index: int, pid: int) -> str:
-        return (f"{sources[index]}: the decoding process died (exit code {dead[pid]}: FFmpeg crashed on this "
-                f"file, or /dev/shm ran out)")
+        return index, None, None, why
 
     def dead_workers() -> Iterator[tuple[int, str]]:
-        """Videos whose worker died; each dead worker is replaced (tasks may remain).
-
-        A dead worker's "start" may still be in the queue; it is caught on arrival.
-        """
+        """Videos whose worker died; each dead worker is replaced (tasks may remain)."""
         for i, proc in enumerate(workers):
             if proc.exitcode is None or proc.exitcode == 0:
                 continue
-            dead[proc.pid] = proc.exitcode
-            workers[i] = start_worker()
-            index = decoding.pop(proc.pid, None)
-            if index is not None and index not in failed and index not in done_info:
-                yield index, died(index, proc.pid)
+            video = slots[i]
+            if video == SLOT_NOT_STARTED:
+                raise FeatureError(f"a decode worker process exited with code {proc.exitcode} before it started "
+                                   f"(a script that calls patchvad's extraction needs `if __name__ == "
+                                   f"'__main__':` around it; or the machine is out of memory)")
+            workers[i] = start_worker(i)
+            # A video whose "done" arrived has all its chunks here: it will complete.
+            if video >= 0 and video not in reported and video not in done_info:
+                yield video, (f"{sources[video]}: the decoding process died (exit code {proc.exitcode}: FFmpeg "
+                              f"crashed on this file, or /dev/shm ran out)")
 
     try:
-        while remaining:
+        while len(reported) < len(sources):
             try:
                 index, kind, payload = results.get(timeout=1.0)
             except queue.Empty:
@@ -260,23 +264,21 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
             if kind is None or time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
                 for vid, why in list(dead_workers()):
-                    fail(vid)
-                    remaining -= 1
-                    yield vid, None, None, why
+                    yield fail(vid, why)
+                if kind is None and all(proc.exitcode is not None for proc in workers):
+                    # Every worker is gone and nothing is queued: what was not reported never will be.
+                    for vid in range(len(sources)):
+                        if vid not in reported:
+                            yield fail(vid, f"{sources[vid]}: not fully reported by its decoding process (it "
+                                            f"was killed before its last messages were sent)")
+                    break
                 if kind is None:
                     continue
             if index in failed:             # leftovers of a video given up on
                 if kind == "chunk":
                     discard_shared(payload[1])
                 continue
-            if kind == "start":
-                if payload in dead:
-                    fail(index)
-                    remaining -= 1
-                    yield index, None, None, died(index, payload)
-                    continue
-                decoding[payload] = index
-            elif kind == "chunk":
+            if kind == "chunk":
                 part, name, shape = payload
                 x = take_shared(name, shape, pin=cuda)
                 if cuda:
@@ -284,12 +286,8 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
                 pending.append((index, part, x))
                 flush(force=False)
             elif kind == "error":
-                _forget(decoding, index)
-                fail(index)
-                remaining -= 1
-                yield index, None, None, payload
+                yield fail(index, payload)
             else:
-                _forget(decoding, index)
                 done_info[index] = payload
             # A video is finished when all its parts went through the backbone.
             for vid in list(done_info):
@@ -302,7 +300,7 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
                     feats = np.concatenate([batch.numpy()[offset:offset + n]
                                             for batch, offset, n in (got[k] for k in range(n_parts))])
                     snippets = SnippetMap.build(facts["frame_count"], spec.snippet_len, spec.stride)
-                    remaining -= 1
+                    reported.add(vid)
                     if snippets.starts.tolist() != starts:
                         yield vid, None, None, f"{sources[vid]}: snippet layout mismatch"
                     else:
@@ -312,6 +310,9 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
             if proc.is_alive():
                 proc.terminate()
             proc.join(timeout=5)
+        # Tasks no worker will read: without this the queue's feeder thread, blocked on a
+        # full pipe, would keep the interpreter from exiting after an early stop.
+        tasks.cancel_join_thread()
         # Blocks handed over but never read (the caller stopped early, or an error): free them.
         while True:
             try:

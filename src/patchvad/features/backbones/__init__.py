@@ -194,7 +194,9 @@ class PatchFeatureExtractor:
         self.spec = FeatureSpec(backbone=backbone, weights_hash=getattr(self.model, "weights_hash", "unknown"),
                                 input_size=(int(w), int(h)), grid=self.grid, snippet_len=int(snippet_len),
                                 stride=int(stride), passes=int(passes), motion=bool(motion), channels=channels)
-        self._pass_idx = torch.as_tensor(pass_indices(snippet_len, passes))
+        # On the device already: copying a pageable CPU index to the GPU in every batch
+        # would wait for the whole stream.
+        self._pass_idx = torch.as_tensor(pass_indices(snippet_len, passes)).to(self.device)
 
     def __call__(self, snippets: np.ndarray | torch.Tensor) -> np.ndarray:
         """Features of a batch of snippets.
@@ -208,7 +210,6 @@ class PatchFeatureExtractor:
         """
         return self.submit(snippets).numpy()
 
-    @torch.no_grad()
     def submit(self, snippets: np.ndarray | torch.Tensor) -> "PendingFeatures":
         """Start the features of a batch; :meth:`PendingFeatures.numpy` waits for them.
 
@@ -217,6 +218,15 @@ class PatchFeatureExtractor:
         caller can prepare the next batch meanwhile (the extraction loop keeps the
         GPU fed this way). On CPU the result is computed before this returns.
         """
+        if self.device.type != "cuda":
+            return self._submit(snippets)
+        # Everything, the completion event included, on this extractor's GPU and its
+        # current stream, whichever GPU is the process's current one.
+        with torch.cuda.device(self.device):
+            return self._submit(snippets)
+
+    @torch.no_grad()
+    def _submit(self, snippets: np.ndarray | torch.Tensor) -> "PendingFeatures":
         x = torch.as_tensor(snippets)
         if x.ndim != 5 or x.shape[-1] != 3:
             raise ValueError(f"expected (B, L, H, W, 3) snippets, got {tuple(x.shape)}")
@@ -231,7 +241,7 @@ class PatchFeatureExtractor:
             # "cuda:0" are the same GPU, and .to() is a no-op then.
             x = x.to(self.device)
         x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
-        picked = x[:, self._pass_idx.to(x.device)]            # (B, P, 3, H, W)
+        picked = x[:, self._pass_idx]                         # (B, P, 3, H, W)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             appearance = self.model(picked, self.grid)
         parts = [appearance.float()]
@@ -244,7 +254,7 @@ class PatchFeatureExtractor:
         host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
         host.copy_(feats, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(feats.device))
         return PendingFeatures(host, done)
 
 
