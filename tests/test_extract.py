@@ -267,8 +267,14 @@ def test_parallel_decode_refuses_a_small_dev_shm(tmp_path: Path, extractor: Patc
                                   st.f_flag, st.f_namemax))
 
     monkeypatch.setattr(os, "statvfs", tiny)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    videos = _long_videos(tmp_path, 1, 20)
     with pytest.raises(FeatureError, match=r"/dev/shm has 0 MB free but 15 decode workers need about \d+ MB"):
-        list(extract_many(_long_videos(tmp_path, 1, 20), extractor, decode_workers=15))
+        list(extract_many(videos, extractor, decode_workers=15))
+    # Under torchrun the processes of a node share /dev/shm.
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(FeatureError, match=r"15 decode workers in each of 4 processes need"):
+        list(extract_many(videos, extractor, decode_workers=15))
 
 
 def test_single_threaded_scaler_gives_the_same_frames(tmp_path: Path) -> None:

@@ -153,10 +153,14 @@ def _check_shared_memory(needed: int, decode_workers: int) -> None:
         st = os.statvfs("/dev/shm")
     except OSError:
         return                      # no /dev/shm (not Linux): the platform's own limits apply
+    # Under torchrun every process of this node runs its own decode workers in the same /dev/shm.
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    needed *= local
     free = st.f_bavail * st.f_frsize
     if free < needed:
-        raise FeatureError(f"/dev/shm has {free / 2 ** 20:.0f} MB free but {decode_workers} decode workers need "
-                           f"about {needed / 2 ** 20:.0f} MB for the frames in flight: lower --decode-workers or "
+        who = f"{decode_workers} decode workers" + (f" in each of {local} processes" if local > 1 else "")
+        raise FeatureError(f"/dev/shm has {free / 2 ** 20:.0f} MB free but {who} need about "
+                           f"{needed / 2 ** 20:.0f} MB for the frames in flight: lower --decode-workers or "
                            f"give the machine more shared memory (docker run --shm-size=2g)")
 
 
