@@ -66,6 +66,40 @@ def test_mil_loss_equals_the_hand_sum():
     assert terms["bag"].tolist() == pytest.approx([0.2, 0.8])
 
 
+@pytest.mark.parametrize("window", ["fixed", "cusum", "none"])
+@pytest.mark.parametrize("selection", ["gauss", "radius", "plain"])
+def test_mil_loss_chooses_like_bag_score_video_by_video(window: str, selection: str) -> None:
+    """MILLoss picks windows and peaks for the whole batch at once (one host copy each);
+    it must give exactly what bag_score gives one video at a time, and log exactly the
+    per-video float sums."""
+    from patchvad.model.selection import bag_score
+
+    cfg = LossConfig(window=window, selection=selection, k=3, sigma=1.0, radius=1)
+    gen = torch.Generator().manual_seed(3)
+    lengths = [7, 12, 1, 12, 5]
+    labels = [0, 1, 0, 1, 1]
+    s = torch.rand((5, 12, 4, 5), generator=gen, requires_grad=True)
+    loss, terms = MILLoss(cfg)(s, lengths, labels)
+    expected_bags = [bag_score(s[b, :n], window, selection, 3, 1.0, 1, cfg.window_div)[0]
+                     for b, n in enumerate(lengths)]
+    assert torch.equal(terms["bag"], torch.stack(expected_bags).detach())
+    # the logged means: sum over videos of float(term) / B, in order
+    bsz, n_norm, n_anom = 5, 2, 3
+    expected = dict.fromkeys(("pa", "t", "n", "smooth", "tv", "sparse"), 0.0)
+    for b, n in enumerate(lengths):
+        sb, y = s[b, :n], float(labels[b])
+        vals = {"pa": loss_pa(expected_bags[b], y), "t": loss_t(frame_proxy(sb), y, max(1, n // 16 + 1)),
+                "smooth": smoothness(sb), "tv": total_variation(sb),
+                "n": loss_n(sb) * (bsz / n_norm) if y == 0 else sb.sum() * 0.0,
+                "sparse": sparsity(sb) * (bsz / n_anom) if y == 1 else sb.sum() * 0.0}
+        for key, v in vals.items():
+            expected[key] += float(v.detach()) / bsz
+    assert {k: terms[k] for k in expected} == expected           # bit for bit
+    assert terms["total"] == float(loss.detach())
+    loss.backward()
+    assert s.grad is not None and s.grad[2, 1:].abs().sum() == 0     # padding gets no gradient
+
+
 def test_sultani_and_video_topk():
     an = torch.tensor([0.2, 0.9, 0.4])
     no = torch.tensor([0.3, 0.1, 0.2])

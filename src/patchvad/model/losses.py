@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from patchvad.config import LossConfig
-from patchvad.model.selection import bag_score, window_length
+from patchvad.model.selection import find_window, map_peaks, patch_map, proximity_topk, window_length
 
 EPS = 1e-6
 
@@ -95,17 +95,28 @@ class MILLoss(nn.Module):
 
     def forward(self, s: torch.Tensor, lengths, labels) -> tuple[torch.Tensor, dict]:
         c = self.cfg
-        totals = {"pa": 0.0, "t": 0.0, "n": 0.0, "smooth": 0.0, "tv": 0.0, "sparse": 0.0}
+        keys = ("pa", "t", "n", "smooth", "tv", "sparse")
+        totals: dict = {key: 0.0 for key in keys}
         per_video = []
         bags = []
         n_norm = max(1, int(sum(1 for y in labels if int(y) == 0)))
         n_anom = max(1, int(sum(1 for y in labels if int(y) == 1)))
         bsz = s.shape[0]
+        lengths = [int(n) for n in lengths]
+        # Indices are chosen on values copied to the host once per batch (the frame
+        # proxies, then the patch maps' peaks), not once per video and decision: on a GPU
+        # each copy waits for the device. The same values, so the same choices as
+        # bag_score makes video by video.
+        proxies = s.detach().flatten(2).amax(2).cpu()                  # (B, T)
+        windows = [find_window(proxies[b, :n], c.window, c.window_div) for b, n in enumerate(lengths)]
+        maps = [patch_map(s[b, :n], windows[b]) for b, n in enumerate(lengths)]
+        peaks = map_peaks(maps) if c.selection in ("gauss", "radius") else [None] * bsz
         for b in range(bsz):
-            n = int(lengths[b])
+            n = lengths[b]
             y = float(labels[b])
             sb = s[b, :n]
-            bag, _ = bag_score(sb, c.window, c.selection, c.k, c.sigma, c.radius, c.window_div)
+            bag = proximity_topk(maps[b], c.k, mode=c.selection, sigma=c.sigma, radius=c.radius,
+                                 peak=peaks[b]).score
             bags.append(bag.detach())
             terms = {"pa": loss_pa(bag, y),
                      "t": loss_t(frame_proxy(sb), y, window_length(n, c.window_div)),
@@ -117,9 +128,13 @@ class MILLoss(nn.Module):
                      + c.w_tv * terms["tv"] + c.w_sparse * terms["sparse"])
             per_video.append(total)
             for key, v in terms.items():
-                totals[key] += float(v.detach()) / bsz
+                # float64 on the device, in the same order: the logged means equal
+                # sum(float(term) / B) exactly, read with one copy below.
+                totals[key] = totals[key] + v.detach().double() / bsz
         loss = torch.stack(per_video).mean()
-        return loss, {**totals, "total": float(loss.detach()), "bag": torch.stack(bags)}
+        logged = torch.stack([torch.as_tensor(totals[key], dtype=torch.float64, device=s.device) for key in keys]
+                             + [loss.detach().double()]).tolist()
+        return loss, {**dict(zip(keys, logged[:-1])), "total": logged[-1], "bag": torch.stack(bags)}
 
 
 __all__ = ["EPS", "MILLoss", "bce", "frame_proxy", "loss_n", "loss_pa", "loss_t", "smoothness", "sparsity",

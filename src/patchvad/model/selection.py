@@ -145,18 +145,21 @@ def plain_topk(m: torch.Tensor, k: int) -> Selection:
     return Selection(score=flat[idx].mean(), cells=_cells(idx, gw), weights=weights, peak=None)
 
 
-def proximity_topk(m: torch.Tensor, k: int, mode: str = "gauss", sigma: float = 1.0, radius: int = 1
-                   ) -> Selection:
+def proximity_topk(m: torch.Tensor, k: int, mode: str = "gauss", sigma: float = 1.0, radius: int = 1,
+                   peak: tuple[int, int] | None = None) -> Selection:
     """Proximity-aware top-``k`` of a patch map ``M`` ``(Gh, Gw)``.
 
     ``gauss``: ``K`` = top-k of ``pi * M`` with ``pi`` the Gaussian around the peak;
     score ``sum_K pi M / sum_K pi``. ``radius``: ``K`` = top-k of ``M`` inside the
     ``(2r+1)^2`` neighbourhood of the peak (fewer when the neighbourhood is smaller);
-    score = their mean.
+    score = their mean. ``peak``: the map's argmax when the caller has it already
+    (:func:`map_peaks` finds those of a whole batch with one device-to-host copy).
     """
+    if mode == "plain":
+        return plain_topk(m, k)
     gh, gw = m.shape
     k = max(1, min(int(k), gh * gw))
-    peak = _peak(m)
+    peak = _peak(m) if peak is None else peak
     flat = m.reshape(-1)
     if mode == "gauss":
         pi = proximity_weights((gh, gw), peak, sigma, device=m.device).to(m.dtype).reshape(-1)
@@ -176,9 +179,16 @@ def proximity_topk(m: torch.Tensor, k: int, mode: str = "gauss", sigma: float = 
         idx = cand[order]
         w = torch.ones(kk, dtype=m.dtype, device=m.device)
         return Selection(score=flat[idx].mean(), cells=_cells(idx, gw), weights=w, peak=peak)
-    if mode == "plain":
-        return plain_topk(m, k)
     raise ConfigError(f"unknown selection mode '{mode}' (gauss, radius, plain)")
+
+
+def map_peaks(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
+    """``(row, col)`` of the maximum of each ``(Gh, Gw)`` map (first maximum), with one host copy."""
+    if not maps:
+        return []
+    gw = maps[0].shape[1]
+    flat = torch.stack([m.detach().reshape(-1) for m in maps]).argmax(1).tolist()
+    return [divmod(int(i), gw) for i in flat]
 
 
 def bag_score(s: torch.Tensor, window: str = "fixed", selection: str = "gauss", k: int = 4,
