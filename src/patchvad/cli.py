@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process (default: cores / processes on this node)")
     p.add_argument("--decode-workers", type=int, default=0,
-                   help="decode videos in this many processes (use with --device cuda)")
+                   help="decode videos in this many processes (GPU: one per spare core, e.g. 15; also "
+                        "isolates FFmpeg: a crash on a hostile file fails only that video)")
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("reduce", help="fit a PCA on the training videos' features; write a reduced feature store")
