@@ -71,6 +71,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from patchvad.ensemble import ensemble_command
+
+    ensemble_command(args)
+    return 0
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     from patchvad.inference import test_command
 
@@ -167,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("ensemble", help="average the maps of several seeds' predictions folders (docs/model.md)")
+    p.add_argument("members", nargs="+", type=Path, help="predictions folders from `patchvad test` (2 or more)")
+    p.add_argument("--data", required=True, type=Path, help="the dataset folder they predict (test split)")
+    p.add_argument("--out", required=True, type=Path, help="predictions folder to write")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("predict", help="run a trained model on videos, a folder, a glob or a stream")
     p.add_argument("source", help="video file, frame folder, folder of videos, glob, URL (rtsp://...) or /dev/videoN")

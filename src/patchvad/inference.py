@@ -155,26 +155,43 @@ def predict_video(model: AnomalyModel, features: VideoFeatures, box_cfg: BoxConf
     """Frame scores, maps, boxes and tracks of one video (see the module docstring)."""
     model.eval()
     maps = patch_scores(model, features)
-    t_len = maps.shape[0]
-    cfg = model.config.loss
-    if model.is_video_level:
-        f = maps[:, 0, 0].copy()
-    else:
-        f = snippet_scores(torch.from_numpy(maps), cfg.selection, cfg.k, cfg.sigma, cfg.radius).numpy()
-    f = f.astype(np.float32)
-    snip = features.snippets
-    frame_scores = snip.to_frames(f).astype(np.float32)
-    f2s = snip.frame_to_snippet
     width = int(features.record.get("width", 0))
     height = int(features.record.get("height", 0))
     if width < 1 or height < 1:
         raise FeatureError(f"feature record of '{features.stem}' lacks the frame size (width/height)")
-    if model.is_video_level:
+    return prediction_from_maps(maps, features.snippets.frame_to_snippet, (width, height), model.config.loss,
+                                box_cfg, video_level=model.is_video_level)
+
+
+def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: tuple[int, int], loss_cfg,
+                         box_cfg: BoxConfig = BoxConfig(), video_level: bool = False) -> VideoPrediction:
+    """Everything a prediction holds, from the patch maps of one video.
+
+    Args:
+        maps: ``(T, Gh, Gw)`` patch scores.
+        frame_to_snippet: ``(F,)`` the snippet each frame takes its score from.
+        size: ``(width, height)`` of the frames (boxes are in their pixels).
+        loss_cfg: the model's ``LossConfig`` (its selection, k, sigma, radius make the
+            snippet scores exactly as training's bag scores are made).
+        video_level: whole-frame boxes and the map's single value as the score.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    t_len = maps.shape[0]
+    width, height = int(size[0]), int(size[1])
+    if video_level:
+        f = maps[:, 0, 0].copy()
+    else:
+        f = snippet_scores(torch.from_numpy(maps), loss_cfg.selection, loss_cfg.k, loss_cfg.sigma,
+                           loss_cfg.radius).numpy()
+    f = f.astype(np.float32)
+    f2s = np.asarray(frame_to_snippet, dtype=np.int64)
+    frame_scores = f[f2s].astype(np.float32)
+    if video_level:
         sboxes = [(0, 0, width - 1, height - 1)] * t_len
     else:
         sboxes = [box_from_map(maps[t], (width, height), box_cfg) for t in range(t_len)]
     track_of = link_tracks(sboxes, box_cfg.link_iou)
-    frames = np.arange(snip.frame_count)
+    frames = np.arange(f2s.shape[0])
     sb = np.asarray(sboxes, dtype=np.float64)[f2s]                 # (F, 4)
     boxes = np.column_stack([frames, sb, f[f2s].astype(np.float64)])
     tracks = np.column_stack([np.asarray(track_of)[f2s], boxes])
@@ -227,7 +244,10 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
         n_snip += pred.maps.shape[0]
         folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
+    lc = model.config.loss
     atomic_write_json(out / "inference.json", {"checkpoint": str(ckpt), "method": model.method,
+                                               "selection": {"selection": lc.selection, "k": lc.k, "sigma": lc.sigma,
+                                                             "radius": lc.radius},
                                                "videos": len(test_set), "snippets": n_snip,
                                                "seconds": seconds, "snippets_per_second": n_snip / max(seconds, 1e-9)})
     if log:
@@ -262,4 +282,5 @@ def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None 
 
 test.__test__ = False  # not a pytest test function
 __all__ = ["BoxConfig", "TestResult", "VideoPrediction", "add_test_arguments", "box_from_map", "box_iou",
-           "link_tracks", "patch_scores", "predict_video", "test", "test_command", "write_tracks"]
+           "link_tracks", "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
+           "write_tracks"]

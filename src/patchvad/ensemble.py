@@ -1,0 +1,147 @@
+"""Seed ensembles: average the patch maps of several predictions folders of one test split.
+
+``patchvad ensemble PRED_A PRED_B PRED_C --data ROOT --out PRED``: for every test video
+the members' maps ``(T, Gh, Gw)`` are averaged, and the snippet scores, frame scores,
+boxes and tracks are made from the mean map by the same code as ``patchvad test``
+(:func:`patchvad.inference.prediction_from_maps`, with the members' selection
+settings). The result is an ordinary predictions folder: ``patchvad evaluate`` scores it.
+
+Why (docs/model.md, "Seed ensembles"): at the demo's size single seeds sometimes
+collapse onto maps that left the motion evidence; the mean of three seeds' maps was
+better than the mean seed on both development benchmarks, and on one of them better
+than the best seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from patchvad.config import LossConfig
+from patchvad.data.folder import DatasetFolder
+from patchvad.errors import CheckpointError, PredictionError
+from patchvad.inference import BoxConfig, prediction_from_maps, write_tracks
+from patchvad.io.files import atomic_write_json
+from patchvad.predictions import read_prediction, write_prediction
+
+INFERENCE_FILE = "inference.json"
+
+
+@dataclass
+class EnsembleResult:
+    """What :func:`ensemble` wrote: the folder, its members and the number of videos."""
+
+    out: Path
+    members: list[Path]
+    videos: int
+    method: str
+
+
+def _member_config(pred_dir: Path) -> tuple[str, LossConfig]:
+    """``(method, LossConfig)`` a predictions folder was made with.
+
+    From its ``inference.json`` (``patchvad test`` records the selection settings), or,
+    for folders written before it did, from the checkpoint it names (looked up as
+    given, then relative to the folder and to each folder above it).
+    """
+    from patchvad.config import RunConfig
+    from patchvad.model.model import read_metadata
+
+    record = pred_dir / INFERENCE_FILE
+    try:
+        info = json.loads(record.read_text())
+        method = str(info["method"])
+    except FileNotFoundError:
+        raise PredictionError(f"no {INFERENCE_FILE}: not a folder written by `patchvad test`", path=pred_dir) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PredictionError(f"unreadable {INFERENCE_FILE} ({exc})", path=record) from None
+    if isinstance(info.get("selection"), dict):
+        sel = info["selection"]
+        try:
+            return method, replace(LossConfig(), selection=str(sel["selection"]), k=int(sel["k"]),
+                                   sigma=float(sel["sigma"]), radius=int(sel["radius"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PredictionError(f"unreadable selection settings ({exc})", path=record) from None
+    ckpt = Path(str(info.get("checkpoint", "")))
+    candidates = [ckpt] if ckpt.is_absolute() else [ckpt, *(d / ckpt for d in (pred_dir, *pred_dir.parents))]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise PredictionError(f"its {INFERENCE_FILE} records no selection settings and its checkpoint "
+                              f"'{ckpt}' is not found; rerun `patchvad test`", path=pred_dir)
+    try:
+        config = RunConfig.from_yaml(read_metadata(found)["config"], source=f"{found} (embedded config)")
+    except (CheckpointError, KeyError) as exc:
+        raise PredictionError(f"its checkpoint gives no selection settings ({exc})", path=found) from None
+    return method, config.loss
+
+
+def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Path,
+             box_cfg: BoxConfig = BoxConfig(), log=None) -> EnsembleResult:
+    """Average the maps of ``members`` (predictions folders of the same test split) into ``out``.
+
+    Raises:
+        PredictionError: fewer than two members, members of different methods or
+            selection settings, of a video-level method (no maps to average), a video
+            missing from a member, or maps / snippet layouts that differ between members
+            (features of other extractions).
+    """
+    members = [Path(m) for m in members]
+    if len(members) < 2:
+        raise PredictionError(f"an ensemble needs at least two predictions folders, got {len(members)}")
+    if len({m.resolve() for m in members}) < len(members):
+        raise PredictionError("the same predictions folder is named twice")
+    configs = [_member_config(m) for m in members]
+    method, loss_cfg = configs[0]
+    for m, (other_method, other_loss) in zip(members[1:], configs[1:]):
+        if (other_method, other_loss.selection, other_loss.k, other_loss.sigma, other_loss.radius) != \
+                (method, loss_cfg.selection, loss_cfg.k, loss_cfg.sigma, loss_cfg.radius):
+            raise PredictionError(f"made with {other_method} ({other_loss.selection}, k={other_loss.k}), but "
+                                  f"{members[0]} with {method} ({loss_cfg.selection}, k={loss_cfg.k}): members "
+                                  f"must be seeds of one method", path=m)
+    if method in ("video_mil", "sultani"):
+        raise PredictionError(f"{method} predicts whole frames; its maps hold no places to average", path=members[0])
+    test_set = DatasetFolder(data_root, check_files=False).test_set()
+    out = Path(out)
+    if out.resolve() in {m.resolve() for m in members}:
+        raise PredictionError("the output folder is one of the members", path=out)
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in test_set:
+        preds = [read_prediction(m, entry.stem, frame_count=entry.frames) for m in members]
+        for m, p in zip(members[1:], preds[1:]):
+            if p.maps is None or preds[0].maps is None:
+                raise PredictionError(f"{entry.stem}: no maps.npy", path=m if p.maps is None else members[0])
+            if p.maps.shape != preds[0].maps.shape or not np.array_equal(p.frame_to_snippet,
+                                                                          preds[0].frame_to_snippet):
+                raise PredictionError(f"{entry.stem}: maps {p.maps.shape} / snippet layout differ from "
+                                      f"{members[0]}'s {preds[0].maps.shape} (features of another extraction?)",
+                                      path=m)
+        if entry.width is None or entry.height is None:
+            raise PredictionError(f"{entry.stem}: the manifest gives no frame size (width, height) for the boxes",
+                                  path=Path(data_root))
+        mean_map = np.mean(np.stack([p.maps for p in preds]), axis=0, dtype=np.float64).astype(np.float32)
+        pred = prediction_from_maps(mean_map, preds[0].frame_to_snippet, (entry.width, entry.height), loss_cfg,
+                                    box_cfg)
+        folder = write_prediction(out, entry.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
+        write_tracks(folder, pred.tracks)
+    atomic_write_json(out / INFERENCE_FILE, {"ensemble_of": [str(m) for m in members], "method": method,
+                                             "videos": len(test_set)})
+    if log:
+        log(f"averaged {len(members)} members' maps over {len(test_set)} test videos")
+    return EnsembleResult(out=out, members=members, videos=len(test_set), method=method)
+
+
+def ensemble_command(args: argparse.Namespace) -> EnsembleResult:
+    """Body of ``patchvad ensemble`` (``args.members``, ``args.data``, ``args.out``)."""
+    import sys
+
+    res = ensemble(args.members, args.data, args.out, log=lambda m: print(m, file=sys.stderr))
+    print(f"{res.out}  ({res.method}, {len(res.members)} members, {res.videos} videos)")
+    return res
+
+
+__all__ = ["EnsembleResult", "ensemble", "ensemble_command"]
