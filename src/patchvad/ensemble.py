@@ -129,6 +129,8 @@ def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Pa
         folder = write_prediction(out, entry.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
     atomic_write_json(out / INFERENCE_FILE, {"ensemble_of": [str(m) for m in members], "method": method,
+                                             "selection": {"selection": loss_cfg.selection, "k": loss_cfg.k,
+                                                           "sigma": loss_cfg.sigma, "radius": loss_cfg.radius},
                                              "videos": len(test_set)})
     if log:
         log(f"averaged {len(members)} members' maps over {len(test_set)} test videos")

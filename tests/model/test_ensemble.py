@@ -51,6 +51,8 @@ def test_mean_of_maps_scored_like_test(runs, tmp_path) -> None:
         assert (tmp_path / "ens" / entry.stem / "tracks.csv").is_file()
     info = json.loads((tmp_path / "ens" / "inference.json").read_text())
     assert info["method"] == "proximity" and len(info["ensemble_of"]) == 2
+    assert info["selection"] == {"selection": loss_cfg.selection, "k": loss_cfg.k, "sigma": loss_cfg.sigma,
+                                 "radius": loss_cfg.radius}       # so an ensemble can itself be a member
 
 
 def test_a_member_ensembled_with_its_copy_is_itself(runs, tmp_path) -> None:
