@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from patchvad.config import LossConfig
-from patchvad.model.selection import find_window, map_peaks, patch_map, proximity_topk, window_length
+from patchvad.model.selection import bag_scores, window_length
 
 EPS = 1e-6
 
@@ -98,26 +98,17 @@ class MILLoss(nn.Module):
         keys = ("pa", "t", "n", "smooth", "tv", "sparse")
         totals: dict = {key: 0.0 for key in keys}
         per_video = []
-        bags = []
         n_norm = max(1, int(sum(1 for y in labels if int(y) == 0)))
         n_anom = max(1, int(sum(1 for y in labels if int(y) == 1)))
         bsz = s.shape[0]
         lengths = [int(n) for n in lengths]
-        # Indices are chosen on values copied to the host once per batch (the frame
-        # proxies, then the patch maps' peaks), not once per video and decision: on a GPU
-        # each copy waits for the device. The same values, so the same choices as
-        # bag_score makes video by video.
-        proxies = s.detach().flatten(2).amax(2).cpu()                  # (B, T)
-        windows = [find_window(proxies[b, :n], c.window, c.window_div) for b, n in enumerate(lengths)]
-        maps = [patch_map(s[b, :n], windows[b]) for b, n in enumerate(lengths)]
-        peaks = map_peaks(maps) if c.selection in ("gauss", "radius") else [None] * bsz
+        # One host copy for the whole batch's choices (bag_scores), not several per video.
+        bag_all = bag_scores(s, lengths, c.window, c.selection, c.k, c.sigma, c.radius, c.window_div)
         for b in range(bsz):
             n = lengths[b]
             y = float(labels[b])
             sb = s[b, :n]
-            bag = proximity_topk(maps[b], c.k, mode=c.selection, sigma=c.sigma, radius=c.radius,
-                                 peak=peaks[b]).score
-            bags.append(bag.detach())
+            bag = bag_all[b]
             terms = {"pa": loss_pa(bag, y),
                      "t": loss_t(frame_proxy(sb), y, window_length(n, c.window_div)),
                      "smooth": smoothness(sb), "tv": total_variation(sb)}
@@ -134,7 +125,7 @@ class MILLoss(nn.Module):
         loss = torch.stack(per_video).mean()
         logged = torch.stack([torch.as_tensor(totals[key], dtype=torch.float64, device=s.device) for key in keys]
                              + [loss.detach().double()]).tolist()
-        return loss, {**dict(zip(keys, logged[:-1])), "total": logged[-1], "bag": torch.stack(bags)}
+        return loss, {**dict(zip(keys, logged[:-1])), "total": logged[-1], "bag": bag_all.detach()}
 
 
 __all__ = ["EPS", "MILLoss", "bce", "frame_proxy", "loss_n", "loss_pa", "loss_t", "smoothness", "sparsity",

@@ -1,7 +1,7 @@
 """Proximity-Aware Top-k selection: window -> patch map -> proximity top-k -> bag score.
 
 All functions work on ONE video (tensors without a batch axis) so that videos of
-different lengths never share padding; :func:`bag_scores` loops over a padded batch.
+different lengths never share padding; :func:`bag_scores` does a padded batch.
 Indices (window, peak, selected cells) are chosen on detached values; the returned
 scores are differentiable functions of the selected entries only, so gradients flow
 through the selected cells and nowhere else.
@@ -210,12 +210,19 @@ def bag_score(s: torch.Tensor, window: str = "fixed", selection: str = "gauss", 
 def bag_scores(s: torch.Tensor, lengths: torch.Tensor | list[int], window: str = "fixed",
                selection: str = "gauss", k: int = 4, sigma: float = 1.0, radius: int = 1,
                window_div: int = 16) -> torch.Tensor:
-    """:func:`bag_score` of every video of a padded batch ``(B, T, Gh, Gw)`` -> ``(B,)``."""
-    out = []
-    for b in range(s.shape[0]):
-        n = int(lengths[b])
-        out.append(bag_score(s[b, :n], window, selection, k, sigma, radius, window_div)[0])
-    return torch.stack(out)
+    """:func:`bag_score` of every video of a padded batch ``(B, T, Gh, Gw)`` -> ``(B,)``.
+
+    The same choices as :func:`bag_score` video by video, made from values copied to the
+    host once per batch (the frame proxies, then the maps' peaks) instead of once per
+    video and decision: on a GPU each copy waits for the device.
+    """
+    lengths = [int(n) for n in lengths]
+    proxies = s.detach().flatten(2).amax(2).cpu()                      # (B, T)
+    windows = [find_window(proxies[b, :n], window, window_div) for b, n in enumerate(lengths)]
+    maps = [patch_map(s[b, :n], windows[b]) for b, n in enumerate(lengths)]
+    peaks = map_peaks(maps) if selection in ("gauss", "radius") else [None] * len(maps)
+    return torch.stack([proximity_topk(m, k, mode=selection, sigma=sigma, radius=radius, peak=p).score
+                        for m, p in zip(maps, peaks)])
 
 
 def snippet_scores(s: torch.Tensor, selection: str = "gauss", k: int = 4, sigma: float = 1.0,
