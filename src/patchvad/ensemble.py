@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from patchvad.config import LossConfig
+from patchvad.config import LossConfig, RunConfig
 from patchvad.data.folder import DatasetFolder
 from patchvad.errors import CheckpointError, PredictionError
 from patchvad.inference import BoxConfig, prediction_from_maps, write_tracks
 from patchvad.io.files import atomic_write_json
+from patchvad.model.model import read_metadata
 from patchvad.predictions import read_prediction, write_prediction
 
 INFERENCE_FILE = "inference.json"
@@ -49,9 +50,6 @@ def _member_config(pred_dir: Path) -> tuple[str, LossConfig]:
     for folders written before it did, from the checkpoint it names (looked up as
     given, then relative to the folder and to each folder above it).
     """
-    from patchvad.config import RunConfig
-    from patchvad.model.model import read_metadata
-
     record = pred_dir / INFERENCE_FILE
     try:
         info = json.loads(record.read_text())

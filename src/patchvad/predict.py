@@ -216,15 +216,16 @@ class Detector:
         vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
         pred = predict_video(self.model, vf, self.box_cfg)
         fps = float(facts["fps"])
-        frame_times = clock_times(presented[:snippets.frame_count], fps)
+        presented = presented[:snippets.frame_count]
+        variable_rate = is_variable_rate(presented, fps)
+        frame_times = clock_times(presented, fps, real=variable_rate)
         events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, fps, min_gap,
                               frame_times)
         return Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
                          height=int(facts["height"]), frame_scores=pred.frame_scores,
                          snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
                          frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
-                         seconds=time.perf_counter() - t0, frame_times=frame_times,
-                         variable_rate=is_variable_rate(presented, fps))
+                         seconds=time.perf_counter() - t0, frame_times=frame_times, variable_rate=variable_rate)
 
     def _stored(self, feats: np.ndarray) -> np.ndarray:
         """Backbone output as the feature store holds it: float16, projected when the model was trained so."""

@@ -72,6 +72,7 @@ class _SharedChunk:
         self._shm = shared_memory.SharedMemory(name=_block_name(), create=True, size=max(1, size))
         self._view = np.ndarray((capacity, *self.snippet_shape), dtype=np.uint8, buffer=self._shm.buf)
         self.count = 0
+        self._closed = False        # set by hand_over
 
     def add(self, snippet: np.ndarray) -> None:
         self._view[self.count] = snippet          # every frame was resized to the same size
@@ -98,7 +99,7 @@ class _SharedChunk:
 
     def discard(self) -> None:
         """Free a block that was never sent (the video failed, or the worker is stopped)."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             discard_shared(self._shm.name)
             return
         self._shm.unlink()              # first: the name must go even if closing fails

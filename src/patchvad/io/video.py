@@ -199,10 +199,10 @@ def _reformat(frame: "av.VideoFrame", size: tuple[int, int] | None, fmt: str) ->
     """One decoded frame as an array, resized (area interpolation) when ``size`` is given.
 
     libswscale runs single-threaded (``threads=1``). PyAV's default (0) starts a
-    thread per core for every frame: on a 320x240 frame that costs 2.7x the CPU time
-    of one thread for identical output (benchmarks/extract.py, "decoder CPU per
-    frame"), and with one decoder process per core (GPU extraction) every process's
-    scaler would spawn a thread per core on top.
+    thread per core for every frame: on a 320x240 frame that cost 1.3x (quiet) to 2.7x
+    (loaded) the CPU time of one thread on 2 cores, for identical output
+    (benchmarks/extract.py, "resize + RGB (swscale)"), and with one decoder process per
+    core (GPU extraction) every process's scaler would spawn a thread per core on top.
     """
     if size is None:
         return frame.reformat(format=fmt, threads=1).to_ndarray()
