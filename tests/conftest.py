@@ -83,6 +83,22 @@ def write_vfr_video(path: Path, frames: list[np.ndarray], pts_ms: list[int]) -> 
             container.mux(packet)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads_restored_per_module():
+    """Give every test module the torch thread count the previous one started with.
+
+    Some tests (and ``fit``, which sizes its thread pool) set torch's global thread
+    count; oneDNN's results for different batch sizes can differ with it, so a count
+    left behind by one module made another module's exact comparisons depend on test
+    order.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_tiny_dataset(tmp_path / "data")

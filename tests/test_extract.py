@@ -215,13 +215,15 @@ def test_parallel_decode_survives_a_killed_worker(tmp_path: Path, extractor: Pat
 
     from patchvad.features.extract import HANDOVER_SNIPPETS, extract_many
 
-    # Each video is > 4 hand-over blocks, so a worker blocked on the full queue is mid-video.
-    frames = HANDOVER_SNIPPETS * SMALL["snippet_len"] * 4 + 10
+    # Each video is 4 whole hand-over blocks (+ its "done"), so a worker blocked on the full
+    # queue (2 messages) is mid-video. Batches of one block each are the single-process
+    # batches too: identical features whatever the thread count.
+    frames = HANDOVER_SNIPPETS * SMALL["snippet_len"] * 4
     paths = _long_videos(tmp_path, 4, frames)
-    reference = {i: f for i, f, _, _ in extract_many(paths, extractor, batch_size=4)}
+    reference = {i: f for i, f, _, _ in extract_many(paths, extractor, batch_size=HANDOVER_SNIPPETS)}
     before = _shared_blocks()
     others = {p.pid for p in mp.active_children()}
-    gen = extract_many(paths, extractor, batch_size=4, decode_workers=1)
+    gen = extract_many(paths, extractor, batch_size=HANDOVER_SNIPPETS, decode_workers=1)
     first_index, first, _, _ = next(gen)
     time.sleep(2.0)                    # the worker fills the bounded queue and blocks inside the next video
     (worker,) = [p for p in mp.active_children() if p.pid not in others]

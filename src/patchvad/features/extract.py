@@ -9,6 +9,7 @@ the sorted list (a deterministic shard).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -113,7 +114,9 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
     With ``decode_workers > 0`` videos are decoded by that many processes in parallel
     and the backbone runs on batches that may mix videos (what a GPU needs: decoding
     is the bottleneck there). Memory stays bounded: workers send chunks of snippets
-    through a bounded queue.
+    through a bounded queue. Batches are then made of whole hand-over blocks
+    (:data:`HANDOVER_SNIPPETS` snippets, fewer at a video's end), so one may exceed
+    ``batch_size`` by up to ``HANDOVER_SNIPPETS - 1`` snippets.
 
     Yields:
         ``(index, features (T, Gh, Gw, D) float32, snippet map, facts)`` per video, or
@@ -147,8 +150,6 @@ def _check_shared_memory(needed: int, decode_workers: int) -> None:
     Writing past a full /dev/shm kills the writer with SIGBUS instead of raising, so
     this is checked before any worker starts (containers often give 64 MB).
     """
-    import os
-
     try:
         st = os.statvfs("/dev/shm")
     except OSError:
