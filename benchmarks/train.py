@@ -38,7 +38,6 @@ import torch
 from patchvad.config import RunConfig, TrainConfig
 from patchvad.features.store import FeatureStore
 from patchvad.inference import predict_video
-from patchvad.model.losses import MILLoss
 from patchvad.model.model import AnomalyModel
 from patchvad.train import _pad_batch, _Sampler, batch_loss, encode_videos
 from random_features import write_random_store  # benchmarks/random_features.py
@@ -104,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         out["cache"] = args.cache
         out["peak_rss_mb_after_encode"] = peak_rss_mb()
 
-        mil = MILLoss(cfg.loss)
         gen = torch.Generator().manual_seed(0)
         sampler = _Sampler(labels, args.batch_size // 2, gen)
         opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(steps):
             idx = sampler.next()
             x, mask, lengths = _pad_batch([videos[i] for i in idx], torch.device("cpu"))
-            loss, _, _ = batch_loss(model, x, mask, lengths, [int(labels[i]) for i in idx], mil)
+            loss, _, _ = batch_loss(model, x, mask, lengths, [int(labels[i]) for i in idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from patchvad.errors import PatchvadError
+from patchvad.model.methods import METHODS
 
 
 def _grid(text: str) -> int | tuple[int, int]:
@@ -102,7 +103,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_help() -> str:
+    return "; ".join(f"{name}: {m.description}" for name, m in METHODS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``patchvad`` parser: one subcommand per verb."""
     parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
                                      "learned from video-level labels.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -160,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--method", default="proximity",
-                   choices=["proximity", "plain_topk", "video_mil", "sultani", "motion_floor", "random"])
+    p.add_argument("--method", default="proximity", choices=list(METHODS), help=_method_help())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default=None)
     p.add_argument("--resume", action="store_true", help="continue from RUN/train_state.safetensors")

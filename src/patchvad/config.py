@@ -16,17 +16,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from patchvad.errors import ConfigError
 
-METHODS = ("proximity", "plain_topk", "video_mil", "sultani", "motion_floor", "random")
-"""Trainable: proximity, plain_topk, video_mil, sultani. No training: motion_floor, random."""
-PATCH_METHODS = ("proximity", "plain_topk", "motion_floor", "random")
+if TYPE_CHECKING:
+    from patchvad.model.selections import SelectionConfig
+
 WINDOWS = ("fixed", "cusum", "none")
-SELECTIONS = ("gauss", "radius", "plain")
+
+
+def _registered_selections() -> tuple[str, ...]:
+    # Imported here: the registries live in model/, which builds on this module.
+    from patchvad.model.selections import SELECTIONS
+    return tuple(SELECTIONS)
+
+
+def _registered_methods() -> tuple[str, ...]:
+    from patchvad.model.methods import METHODS
+    return tuple(METHODS)
 
 
 @dataclass(frozen=True)
@@ -133,9 +143,15 @@ class LossConfig:
     w_sparse: float = 1e-3
     sultani_lambda: float = 8e-5
 
+    def selection_config(self) -> SelectionConfig:
+        """The selection rule and its settings (training's bag score = inference's snippet score)."""
+        from patchvad.model.selections import SelectionConfig
+        return SelectionConfig(rule=self.selection, k=self.k, sigma=self.sigma, radius=self.radius)
+
     def validate(self) -> None:
         _check(self.window in WINDOWS, "loss.window", self.window, f"one of {list(WINDOWS)}")
-        _check(self.selection in SELECTIONS, "loss.selection", self.selection, f"one of {list(SELECTIONS)}")
+        selections = _registered_selections()
+        _check(self.selection in selections, "loss.selection", self.selection, f"one of {list(selections)}")
         _check(self.k >= 1, "loss.k", self.k, ">= 1")
         _check(self.sigma > 0, "loss.sigma", self.sigma, "> 0")
         _check(self.radius >= 0, "loss.radius", self.radius, ">= 0")
@@ -239,7 +255,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
-        _check(self.method in METHODS, "method", self.method, f"one of {list(METHODS)}")
+        methods = _registered_methods()
+        _check(self.method in methods, "method", self.method, f"one of {list(methods)}")
         self.model.validate()
         self.loss.validate()
         self.train.validate()
@@ -252,13 +269,9 @@ class RunConfig:
         ``plain_topk`` is the ablation without proximity and without window
         (window none, selection plain); everything else stays as in ``base``.
         """
+        from patchvad.model.methods import get_method
         base = base or cls()
-        if method not in METHODS:
-            raise ConfigError(f"unknown method '{method}'; choose one of {list(METHODS)}")
-        loss = base.loss
-        if method == "plain_topk":
-            loss = dataclasses.replace(loss, window="none", selection="plain")
-        return dataclasses.replace(base, method=method, loss=loss).validate()
+        return get_method(method).configure(dataclasses.replace(base, method=method)).validate()
 
     # -- YAML ---------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -365,5 +378,5 @@ def _coerce(value: Any, default: Any, key: str, source: str | Path | None) -> An
     return value
 
 
-__all__ = ["LossConfig", "METHODS", "ModelConfig", "PATCH_METHODS", "RunConfig", "SELECTIONS", "TrainConfig",
+__all__ = ["LossConfig", "ModelConfig", "RunConfig", "TrainConfig",
            "WINDOWS"]

@@ -17,17 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from patchvad.config import LossConfig, RunConfig
+from patchvad.config import RunConfig
 from patchvad.data.folder import DatasetFolder
 from patchvad.errors import CheckpointError, PredictionError
 from patchvad.inference import BoxConfig, prediction_from_maps, write_tracks
 from patchvad.io.files import atomic_write_json
+from patchvad.model.methods import METHODS
 from patchvad.model.model import read_metadata
+from patchvad.model.selections import SelectionConfig
 from patchvad.predictions import read_prediction, write_prediction
 
 INFERENCE_FILE = "inference.json"
@@ -43,8 +45,8 @@ class EnsembleResult:
     method: str
 
 
-def _member_config(pred_dir: Path) -> tuple[str, LossConfig]:
-    """``(method, LossConfig)`` a predictions folder was made with.
+def _member_config(pred_dir: Path) -> tuple[str, SelectionConfig]:
+    """``(method, selection settings)`` a predictions folder was made with.
 
     From its ``inference.json`` (``patchvad test`` records the selection settings), or,
     for folders written before it did, from the checkpoint it names (looked up as
@@ -59,10 +61,8 @@ def _member_config(pred_dir: Path) -> tuple[str, LossConfig]:
     except (ValueError, KeyError, TypeError) as exc:
         raise PredictionError(f"unreadable {INFERENCE_FILE} ({exc})", path=record) from None
     if isinstance(info.get("selection"), dict):
-        sel = info["selection"]
         try:
-            return method, replace(LossConfig(), selection=str(sel["selection"]), k=int(sel["k"]),
-                                   sigma=float(sel["sigma"]), radius=int(sel["radius"]))
+            return method, SelectionConfig.from_record(info["selection"])
         except (KeyError, TypeError, ValueError) as exc:
             raise PredictionError(f"unreadable selection settings ({exc})", path=record) from None
     ckpt = Path(str(info.get("checkpoint", "")))
@@ -75,7 +75,7 @@ def _member_config(pred_dir: Path) -> tuple[str, LossConfig]:
         config = RunConfig.from_yaml(read_metadata(found)["config"], source=f"{found} (embedded config)")
     except (CheckpointError, KeyError) as exc:
         raise PredictionError(f"its checkpoint gives no selection settings ({exc})", path=found) from None
-    return method, config.loss
+    return method, config.loss.selection_config()
 
 
 def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Path,
@@ -94,14 +94,13 @@ def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Pa
     if len({m.resolve() for m in members}) < len(members):
         raise PredictionError("the same predictions folder is named twice")
     configs = [_member_config(m) for m in members]
-    method, loss_cfg = configs[0]
-    for m, (other_method, other_loss) in zip(members[1:], configs[1:]):
-        if (other_method, other_loss.selection, other_loss.k, other_loss.sigma, other_loss.radius) != \
-                (method, loss_cfg.selection, loss_cfg.k, loss_cfg.sigma, loss_cfg.radius):
-            raise PredictionError(f"made with {other_method} ({other_loss.selection}, k={other_loss.k}), but "
-                                  f"{members[0]} with {method} ({loss_cfg.selection}, k={loss_cfg.k}): members "
+    method, selection = configs[0]
+    for m, (other_method, other_sel) in zip(members[1:], configs[1:], strict=True):
+        if (other_method, other_sel) != (method, selection):
+            raise PredictionError(f"made with {other_method} ({other_sel.rule}, k={other_sel.k}), but "
+                                  f"{members[0]} with {method} ({selection.rule}, k={selection.k}): members "
                                   f"must be seeds of one method", path=m)
-    if method in ("video_mil", "sultani"):
+    if method in METHODS and METHODS[method].video_level:
         raise PredictionError(f"{method} predicts whole frames; its maps hold no places to average", path=members[0])
     test_set = DatasetFolder(data_root, check_files=False).test_set()
     out = Path(out)
@@ -122,13 +121,12 @@ def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Pa
             raise PredictionError(f"{entry.stem}: the manifest gives no frame size (width, height) for the boxes",
                                   path=Path(data_root))
         mean_map = np.mean(np.stack([p.maps for p in preds]), axis=0, dtype=np.float64).astype(np.float32)
-        pred = prediction_from_maps(mean_map, preds[0].frame_to_snippet, (entry.width, entry.height), loss_cfg,
+        pred = prediction_from_maps(mean_map, preds[0].frame_to_snippet, (entry.width, entry.height), selection,
                                     box_cfg)
         folder = write_prediction(out, entry.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
     atomic_write_json(out / INFERENCE_FILE, {"ensemble_of": [str(m) for m in members], "method": method,
-                                             "selection": {"selection": loss_cfg.selection, "k": loss_cfg.k,
-                                                           "sigma": loss_cfg.sigma, "radius": loss_cfg.radius},
+                                             "selection": selection.to_record(),
                                              "videos": len(test_set)})
     if log:
         log(f"averaged {len(members)} members' maps over {len(test_set)} test videos")

@@ -34,9 +34,9 @@ from patchvad.data.folder import DatasetFolder
 from patchvad.errors import FeatureError
 from patchvad.features.store import FeatureStore, VideoFeatures
 from patchvad.io.files import atomic_write_json, atomic_write_text
-from patchvad.model.baselines import RandomScorer
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
+from patchvad.model.selections import SelectionConfig
 from patchvad.metrics.spatial import paired_iou
 from patchvad.predictions import write_prediction
 
@@ -137,8 +137,9 @@ def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256)
     receptive field, so the result equals scoring the whole video at once.
     """
     t_len, gh, gw = features.x.shape[:3]
-    if model.method == "random":
-        return RandomScorer(int(model.meta.get("seed", 0)))(features.stem, (t_len, gh, gw))
+    fixed = model.impl.input_free_scores(model, features.stem, (t_len, gh, gw))
+    if fixed is not None:
+        return fixed
     device = model.encoder.prior_scale.device
     enc = model.encoder.encode(features.x)
     halo = sum(int(d) for d in model.config.model.temporal_dilations) + 1
@@ -159,20 +160,21 @@ def predict_video(model: AnomalyModel, features: VideoFeatures, box_cfg: BoxConf
     height = int(features.record.get("height", 0))
     if width < 1 or height < 1:
         raise FeatureError(f"feature record of '{features.stem}' lacks the frame size (width/height)")
-    return prediction_from_maps(maps, features.snippets.frame_to_snippet, (width, height), model.config.loss,
+    return prediction_from_maps(maps, features.snippets.frame_to_snippet, (width, height), model.selection,
                                 box_cfg, video_level=model.is_video_level)
 
 
-def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: tuple[int, int], loss_cfg,
-                         box_cfg: BoxConfig = BoxConfig(), video_level: bool = False) -> VideoPrediction:
+def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: tuple[int, int],
+                         selection: SelectionConfig, box_cfg: BoxConfig = BoxConfig(), video_level: bool = False
+                         ) -> VideoPrediction:
     """Everything a prediction holds, from the patch maps of one video.
 
     Args:
         maps: ``(T, Gh, Gw)`` patch scores.
         frame_to_snippet: ``(F,)`` the snippet each frame takes its score from.
         size: ``(width, height)`` of the frames (boxes are in their pixels).
-        loss_cfg: the model's ``LossConfig`` (its selection, k, sigma, radius make the
-            snippet scores exactly as training's bag scores are made).
+        selection: the model's selection rule and settings (the snippet scores are made
+            exactly as training's bag scores are made).
         video_level: whole-frame boxes and the map's single value as the score.
     """
     maps = np.asarray(maps, dtype=np.float32)
@@ -181,8 +183,7 @@ def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: t
     if video_level:
         f = maps[:, 0, 0].copy()
     else:
-        f = snippet_scores(torch.from_numpy(maps), loss_cfg.selection, loss_cfg.k, loss_cfg.sigma,
-                           loss_cfg.radius).numpy()
+        f = snippet_scores(torch.from_numpy(maps), selection).numpy()
     f = f.astype(np.float32)
     f2s = np.asarray(frame_to_snippet, dtype=np.int64)
     frame_scores = f[f2s].astype(np.float32)
@@ -244,10 +245,8 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
         n_snip += pred.maps.shape[0]
         folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
-    lc = model.config.loss
     atomic_write_json(out / "inference.json", {"checkpoint": str(ckpt), "method": model.method,
-                                               "selection": {"selection": lc.selection, "k": lc.k, "sigma": lc.sigma,
-                                                             "radius": lc.radius},
+                                               "selection": model.selection.to_record(),
                                                "videos": len(test_set), "snippets": n_snip,
                                                "seconds": seconds, "snippets_per_second": n_snip / max(seconds, 1e-9)})
     if log:
@@ -255,21 +254,12 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
     return TestResult(out=out, videos=len(test_set), snippets=n_snip, seconds=seconds)
 
 
-def add_test_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``patchvad test``."""
-    parser.add_argument("--ckpt", required=True, type=Path, help="RUN/model.safetensors")
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder (its test split is used)")
-    parser.add_argument("--features", required=True, type=Path, help="feature store of that dataset")
-    parser.add_argument("--out", required=True, type=Path, help="predictions folder to write")
-    return parser
-
-
 def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None = None,
                  features: str | Path | None = None, out: str | Path | None = None) -> TestResult:
     """Body of ``patchvad test``: predict the test split, print one summary line.
 
-    Accepts the paths directly or an ``argparse.Namespace`` built with
-    :func:`add_test_arguments`.
+    Accepts the paths directly or an ``argparse.Namespace`` with ``ckpt``, ``data``,
+    ``features`` and ``out``.
     """
     import sys
     if isinstance(ckpt, argparse.Namespace):
@@ -281,6 +271,6 @@ def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None 
 
 
 test.__test__ = False  # not a pytest test function
-__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "add_test_arguments", "box_from_map", "box_iou",
+__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map", "box_iou",
            "link_tracks", "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
            "write_tracks"]

@@ -257,9 +257,7 @@ class Detector:
     def _snippet_score_box(self, m: np.ndarray, width: int, height: int) -> tuple[float, tuple[int, int, int, int]]:
         if self.model.is_video_level:
             return float(m[0, 0]), (0, 0, width - 1, height - 1)
-        cfg = self.model.config.loss
-        score = float(snippet_scores(torch.from_numpy(m[None].astype(np.float32)), cfg.selection, cfg.k, cfg.sigma,
-                                     cfg.radius)[0])
+        score = float(snippet_scores(torch.from_numpy(m[None].astype(np.float32)), self.model.selection)[0])
         return score, box_from_map(m, (width, height), self.box_cfg)
 
     def stream(self, source: str | Path, delay: int = 1, history: int = 64, min_gap: int | None = None,

@@ -49,10 +49,8 @@ from patchvad.data.folder import DatasetFolder, TrainSet, VideoEntry
 from patchvad.errors import CheckpointError, ConfigError, FeatureError
 from patchvad.features.store import FeatureStore
 from patchvad.io.files import atomic_path, atomic_write_text
-from patchvad.model.baselines import sultani_loss, video_topk_loss
-from patchvad.model.losses import MILLoss
-from patchvad.model.model import TRAINED_METHODS, AnomalyModel
-from patchvad.model.selection import window_length
+from patchvad.model.methods import get_method
+from patchvad.model.model import AnomalyModel
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
@@ -289,26 +287,13 @@ class _SharedDropout(torch.nn.Module):
 
 
 def batch_loss(model: AnomalyModel, x: torch.Tensor, mask: torch.Tensor, lengths: list[int], labels: list[int],
-               mil: MILLoss, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+               net: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """Loss of one padded batch for the model's method -> ``(loss, terms, bag scores (B,))``.
 
     ``net``: the module to call instead of ``model.net`` (its DistributedDataParallel
     wrapper during distributed training).
     """
-    cfg = model.config
-    if model.is_video_level:
-        a = model.snippet_level(x, mask) if net is None else net(x, mask)
-        if model.method == "sultani":
-            loss = sultani_loss(a, lengths, labels, cfg.loss.sultani_lambda)
-        else:
-            loss = video_topk_loss(a, lengths, labels, cfg.loss.window_div)
-        bags = torch.stack([torch.topk(a[b, :n], window_length(n, cfg.loss.window_div)).values.mean()
-                            for b, n in enumerate(lengths)]).detach()
-        return loss, {"total": float(loss.detach())}, bags
-    s = model.scores(x, mask) if net is None else net(x, mask)
-    loss, terms = mil(s, lengths, labels)
-    bags = terms.pop("bag")
-    return loss, terms, bags
+    return model.impl.loss(model, x, mask, lengths, labels, net)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -354,7 +339,7 @@ def val_batch_owner(batch_index: int, ctx: distributed.Context) -> int:
 
 
 @torch.no_grad()
-def evaluate_bags(model: AnomalyModel, videos, labels: list[int], mil: MILLoss,
+def evaluate_bags(model: AnomalyModel, videos, labels: list[int],
                   device: torch.device, batch_size: int = VAL_BATCH,
                   ctx: distributed.Context = distributed.SINGLE) -> dict:
     """Bag scores, video AUC and mean loss over videos.
@@ -373,7 +358,7 @@ def evaluate_bags(model: AnomalyModel, videos, labels: list[int], mil: MILLoss,
         if val_batch_owner(k, ctx) != ctx.rank:
             continue
         x, mask, lengths = _pad_batch([videos[j] for j in range(i, min(n, i + batch_size))], device)
-        loss, _, b = batch_loss(model, x, mask, lengths, labels[i:i + batch_size], mil)
+        loss, _, b = batch_loss(model, x, mask, lengths, labels[i:i + batch_size])
         bags[i:i + len(lengths)] = b.cpu()
         losses[k] = float(loss) * len(lengths)
     model.train()
@@ -652,7 +637,7 @@ def _fit(data_root: str | Path, features: str | Path, run: Path, cfg: RunConfig,
         torch.set_num_threads(distributed.threads_per_process())
     torch.manual_seed(seed)
     np.random.seed(seed)
-    if (ctx.distributed and cfg.method in TRAINED_METHODS and tc.steps > 0 and not tc.batch_per_rank
+    if (ctx.distributed and get_method(cfg.method).trained and tc.steps > 0 and not tc.batch_per_rank
             and (tc.batch_size // 2) % ctx.world_size):
         raise ConfigError(f"train.batch_size = {tc.batch_size} does not split into {ctx.world_size} processes: half "
                           f"the batch ({tc.batch_size // 2} normal videos) must be a multiple of the number of "
@@ -690,7 +675,7 @@ def _fit(data_root: str | Path, features: str | Path, run: Path, cfg: RunConfig,
     model.reduction = load_reduction(store)     # reduced features: the checkpoint carries the projection
     timings = {"normaliser": 0.0, "encode": 0.0, "steps": 0.0, "validation": 0.0}
     t_norm = time.perf_counter()
-    if cfg.method != "random":
+    if model.impl.uses_encoder:
         if ctx.is_main:
             normals = [e for e in tr if e.label == 0]
             if len(normals) > cfg.model.norm_videos:
@@ -706,10 +691,10 @@ def _fit(data_root: str | Path, features: str | Path, run: Path, cfg: RunConfig,
                     ctx.broadcast_(t, src=0)
     timings["normaliser"] = time.perf_counter() - t_norm
     model.to(device)
-    trained = cfg.method in TRAINED_METHODS and tc.steps > 0
+    trained = model.impl.trained and tc.steps > 0
     val_videos: EncodedVideos | ShardedVideos | list = []
     train_videos: EncodedVideos | list = []
-    if cfg.method != "random":
+    if model.impl.uses_encoder:
         t_enc = time.perf_counter()
         size = encoded_size(store, (tr if trained else []) + va, model.encoder.out_dim, tc.max_snippets)
         on_disk = tc.cache == "disk" or (tc.cache == "auto" and size > tc.cache_limit_mb * 2 ** 20)
@@ -744,7 +729,6 @@ def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, 
     tc = cfg.train
     timings = {"normaliser": 0.0, "encode": 0.0, "steps": 0.0, "validation": 0.0} if timings is None else timings
     n_anom = sum(e.label == 1 for e in tr)
-    mil = MILLoss(cfg.loss)
     history: list[dict] = []
     log_path = run / LOG_FILE
     world = ctx.world_size
@@ -807,7 +791,7 @@ def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, 
 
         if step == 0 and val_videos:
             t_val = time.perf_counter()
-            ev = evaluate_bags(model, val_videos, val_labels, mil, device, ctx=ctx)
+            ev = evaluate_bags(model, val_videos, val_labels, device, ctx=ctx)
             timings["validation"] += time.perf_counter() - t_val
             rec = {"step": 0, "val_auc": ev["val_auc"], "val_loss": ev["val_loss"]}
             history.append(rec)
@@ -832,7 +816,7 @@ def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, 
                 x, mask, lengths = _pad_batch([train_videos[i] for i in idx], device)
                 x = augment(x, mask, tc.hflip, tc.input_noise, flip_signs, gen)
             y = [int(labels[i]) for i in idx]
-            loss, terms, _ = batch_loss(model, x, mask, lengths, y, mil, net=net)
+            loss, terms, _ = batch_loss(model, x, mask, lengths, y, net=net)
             opt.zero_grad(set_to_none=True)
             loss.backward()                 # DDP: gradients averaged over the ranks' equal shares here
             if tc.grad_clip > 0:
@@ -856,7 +840,7 @@ def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, 
             if step % tc.eval_every == 0 or step == tc.steps:
                 if val_videos:
                     t_val = time.perf_counter()
-                    ev = evaluate_bags(model, val_videos, val_labels, mil, device, ctx=ctx)
+                    ev = evaluate_bags(model, val_videos, val_labels, device, ctx=ctx)
                     timings["validation"] += time.perf_counter() - t_val
                     rec = {"step": step, "val_auc": ev["val_auc"], "val_loss": ev["val_loss"]}
                 else:
@@ -895,7 +879,7 @@ def _train(cfg: RunConfig, run: Path, model: AnomalyModel, store: FeatureStore, 
 
     val_auc = None
     if val_videos:
-        ev = evaluate_bags(model, val_videos, val_labels, mil, device, ctx=ctx)
+        ev = evaluate_bags(model, val_videos, val_labels, device, ctx=ctx)
         val_auc = ev["val_auc"]
         threshold = youden_threshold(ev["bags"], np.asarray(val_labels))
     model.threshold = threshold
@@ -941,28 +925,14 @@ def _selection_score(rule: str, rec: dict, step: int) -> float:
 # --- command line ---------------------------------------------------------------------------------
 
 
-def add_fit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``patchvad fit``."""
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder (generic layout)")
-    parser.add_argument("--features", required=True, type=Path, help="feature store of that dataset")
-    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
-    parser.add_argument("--method", default="proximity",
-                        choices=["proximity", "plain_topk", "video_mil", "sultani", "motion_floor", "random"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=None, help="YAML with model/loss/train overrides")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/train_state.safetensors")
-    parser.add_argument("--quiet", action="store_true")
-    return parser
-
-
 def fit_command(data: str | Path | argparse.Namespace, features: str | Path | None = None,
                 out: str | Path | None = None, method: str = "proximity", seed: int = 0,
                 config: RunConfig | str | Path | None = None, resume: bool = False, quiet: bool = False) -> FitResult:
     """Body of ``patchvad fit``: train, print one summary line, return the FitResult.
 
     Accepts the paths directly (``fit_command(data, features, out, method=..., ...)``)
-    or an ``argparse.Namespace`` built with :func:`add_fit_arguments`. Errors propagate
-    as :class:`~patchvad.errors.PatchvadError`.
+    or an ``argparse.Namespace`` with those names. Errors propagate as
+    :class:`~patchvad.errors.PatchvadError`.
     """
     if isinstance(data, argparse.Namespace):
         a = data
@@ -979,6 +949,6 @@ def fit_command(data: str | Path | argparse.Namespace, features: str | Path | No
     return res
 
 
-__all__ = ["BatchShare", "EncodedVideos", "FitResult", "ShardedVideos", "add_fit_arguments", "batch_loss",
+__all__ = ["BatchShare", "EncodedVideos", "FitResult", "ShardedVideos", "batch_loss",
            "encode_videos", "evaluate_bags", "fit", "fit_command",
            "pool_snippets", "roc_auc", "split_train_val", "youden_threshold"]

@@ -38,21 +38,21 @@ def runs(tmp_path_factory) -> dict:
 def test_mean_of_maps_scored_like_test(runs, tmp_path) -> None:
     res = ensemble([runs["a"], runs["b"]], runs["data"], tmp_path / "ens")
     assert res.videos == 6 and res.method == "proximity"
-    loss_cfg = load_model(runs["ckpt_a"]).config.loss
+    selection = load_model(runs["ckpt_a"]).selection
     for entry in DatasetFolder(runs["data"], check_files=False).test_set():
         a, b = read_prediction(runs["a"], entry.stem), read_prediction(runs["b"], entry.stem)
         got = read_prediction(tmp_path / "ens", entry.stem, frame_count=entry.frames)
         mean = ((a.maps.astype(np.float64) + b.maps.astype(np.float64)) / 2).astype(np.float32)
         np.testing.assert_array_equal(got.maps, mean.astype(np.float16).astype(np.float32))    # stored float16
         assert not np.array_equal(a.maps, b.maps)           # two seeds: different maps
-        ref = prediction_from_maps(mean, a.frame_to_snippet, (entry.width, entry.height), loss_cfg, BoxConfig())
+        ref = prediction_from_maps(mean, a.frame_to_snippet, (entry.width, entry.height), selection, BoxConfig())
         np.testing.assert_array_equal(got.scores, ref.frame_scores.astype(np.float64))
         np.testing.assert_array_equal(got.boxes, ref.boxes)
         assert (tmp_path / "ens" / entry.stem / "tracks.csv").is_file()
     info = json.loads((tmp_path / "ens" / "inference.json").read_text())
     assert info["method"] == "proximity" and len(info["ensemble_of"]) == 2
-    assert info["selection"] == {"selection": loss_cfg.selection, "k": loss_cfg.k, "sigma": loss_cfg.sigma,
-                                 "radius": loss_cfg.radius}       # so an ensemble can itself be a member
+    assert info["selection"] == {"selection": selection.rule, "k": selection.k, "sigma": selection.sigma,
+                                 "radius": selection.radius}       # so an ensemble can itself be a member
 
 
 def test_a_member_ensembled_with_its_copy_is_itself(runs, tmp_path) -> None:

@@ -80,7 +80,7 @@ def test_mil_loss_chooses_like_bag_score_video_by_video(window: str, selection: 
     labels = [0, 1, 0, 1, 1]
     s = torch.rand((5, 12, 4, 5), generator=gen, requires_grad=True)
     loss, terms = MILLoss(cfg)(s, lengths, labels)
-    expected_bags = [bag_score(s[b, :n], window, selection, 3, 1.0, 1, cfg.window_div)[0]
+    expected_bags = [bag_score(s[b, :n], cfg.selection_config(), window, cfg.window_div)[0]
                      for b, n in enumerate(lengths)]
     assert torch.equal(terms["bag"], torch.stack(expected_bags).detach())
     # the logged means: sum over videos of float(term) / B, in order

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from patchvad.errors import ConfigError
+from patchvad.model.selections import SelectionConfig
 from patchvad.model.selection import (bag_score, bag_scores, find_window, patch_map, plain_topk, proximity_topk,
                                       snippet_scores, window_cusum, window_fixed, window_length, window_none)
 
@@ -110,14 +111,14 @@ def test_gradients_flow_only_through_selected_cells():
     s = torch.full((8, 7, 7), 0.1)
     s[5] = scattered_map()                               # the window (T=8 -> w=1) is snippet 5
     s = s.clone().requires_grad_(True)
-    score, win = bag_score(s, window="fixed", selection="gauss", k=4, sigma=1.0)
+    score, win = bag_score(s, SelectionConfig(rule="gauss", k=4, sigma=1.0), window="fixed")
     assert win == (5, 6)
     score.backward()
     nz = {tuple(i) for i in torch.nonzero(s.grad).tolist()}
     assert nz == {(5, 3, 3), (5, 3, 4), (5, 2, 3), (5, 4, 4)}
 
     s2 = s.detach().clone().requires_grad_(True)
-    score2, _ = bag_score(s2, window="none", selection="plain", k=4)
+    score2, _ = bag_score(s2, SelectionConfig(rule="plain", k=4), window="none")
     score2.backward()
     nz2 = {tuple(i[1:]) for i in torch.nonzero(s2.grad).tolist()}
     # window none: the map is the mean over all 8 snippets; plain top-4 of that map
@@ -132,7 +133,7 @@ def test_bag_scores_ignore_padding():
     s[0, :4] = 0.2
     s[0, 4:] = 0.99                                      # padding of a 4-snippet video
     s[1] = 0.3
-    out = bag_scores(s, [4, 6], window="fixed", selection="gauss", k=2)
+    out = bag_scores(s, [4, 6], SelectionConfig(rule="gauss", k=2), window="fixed")
     assert out[0].item() == pytest.approx(0.2)
     assert out[1].item() == pytest.approx(0.3)
 
@@ -141,6 +142,6 @@ def test_bag_scores_ignore_padding():
 def test_snippet_scores_match_per_snippet_selection(mode):
     torch.manual_seed(1)
     s = torch.rand(6, 5, 7)
-    vec = snippet_scores(s, mode, k=4, sigma=1.3, radius=1)
+    vec = snippet_scores(s, SelectionConfig(rule=mode, k=4, sigma=1.3, radius=1))
     ref = torch.stack([proximity_topk(s[t], 4, mode=mode, sigma=1.3, radius=1).score for t in range(6)])
     assert torch.allclose(vec, ref, atol=1e-6)

@@ -103,7 +103,7 @@ class MILLoss(nn.Module):
         bsz = s.shape[0]
         lengths = [int(n) for n in lengths]
         # One host copy for the whole batch's choices (bag_scores), not several per video.
-        bag_all = bag_scores(s, lengths, c.window, c.selection, c.k, c.sigma, c.radius, c.window_div)
+        bag_all = bag_scores(s, lengths, c.selection_config(), c.window, c.window_div)
         for b in range(bsz):
             n = lengths[b]
             y = float(labels[b])

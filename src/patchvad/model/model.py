@@ -32,22 +32,22 @@ from patchvad.config import RunConfig
 from patchvad.errors import CheckpointError, ConfigError
 from patchvad.features.backbones import FeatureSpec
 from patchvad.io.files import atomic_path
-from patchvad.model.baselines import VideoMILScorer
+from patchvad.model.methods import Method, get_method
 from patchvad.model.normalize import FeatureEncoder
 from patchvad.model.scorer import PatchScorer
+from patchvad.model.selections import SelectionConfig
 
 FORMAT = "patchvad-model/1"
-VIDEO_METHODS = ("video_mil", "sultani")
-TRAINED_METHODS = ("proximity", "plain_topk", "video_mil", "sultani")
 
 
 class AnomalyModel(nn.Module):
     """Encoder + scorer of one method.
 
-    ``scores(x, mask)`` maps encoded inputs ``(B, T, Gh, Gw, C)`` to patch scores
-    ``(B, T, Gh, Gw)`` for every method except ``random`` (whose scores do not depend
-    on the input; see inference). Video-level methods return their snippet score
-    broadcast over the grid (their spatial output is the whole frame).
+    The method (model/methods/, by the config's ``method``) builds the network and
+    makes the scores: ``scores(x, mask)`` maps encoded inputs ``(B, T, Gh, Gw, C)`` to
+    patch scores ``(B, T, Gh, Gw)`` for every method with input-dependent scores.
+    Video-level methods return their snippet score broadcast over the grid (their
+    spatial output is the whole frame).
     """
 
     def __init__(self, config: RunConfig, spec: FeatureSpec):
@@ -55,15 +55,12 @@ class AnomalyModel(nn.Module):
         self.config = config
         self.spec = spec
         self.method = config.method
+        self.impl: Method = get_method(config.method)
         self.encoder = FeatureEncoder(spec.channels, config.model)
-        self.net: nn.Module | None = None
         self.threshold = 0.5
         self.meta: dict[str, str] = {}
         self.reduction = None           # features/reduce.py Projection, when trained on reduced features
-        if self.method in ("proximity", "plain_topk"):
-            self.net = PatchScorer(self.encoder.out_dim, config.model)
-        elif self.method in VIDEO_METHODS:
-            self.net = VideoMILScorer(self.encoder.out_dim, config.model)
+        self.net: nn.Module | None = self.impl.build_net(self.encoder.out_dim, config.model)
 
     def init_prior(self) -> None:
         """Set the patch scorer's prior map to the fitted encoder's ``(a0, b0)``."""
@@ -76,28 +73,20 @@ class AnomalyModel(nn.Module):
 
     @property
     def is_video_level(self) -> bool:
-        return self.method in VIDEO_METHODS
+        """The method scores whole frames (snippet scores broadcast over the grid)."""
+        return self.impl.video_level
 
     @property
-    def selection(self) -> str:
-        """Selection rule used for snippet scores at inference."""
-        return self.config.loss.selection
-
-    def snippet_level(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Video-level methods: ``(B, T)`` snippet scores."""
-        assert isinstance(self.net, VideoMILScorer)
-        return self.net(x, mask)
+    def selection(self) -> SelectionConfig:
+        """Selection rule and settings of the snippet scores at inference (= training's bag score)."""
+        return self.config.loss.selection_config()
 
     def scores(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.method in ("proximity", "plain_topk"):
-            return self.net(x, mask)
-        if self.is_video_level:
-            a = self.net(x, mask)
-            return a[..., None, None].expand(*a.shape, x.shape[2], x.shape[3])
-        if self.method == "motion_floor":
-            s = self.encoder.floor_scores(x)
-            return s if mask is None else s * mask.to(s.dtype).view(*mask.shape, 1, 1)
-        raise ConfigError(f"method '{self.method}' has no input-dependent scores")
+        """Patch scores ``(B, T, Gh, Gw)`` of encoded inputs ``(B, T, Gh, Gw, C)``."""
+        try:
+            return self.impl.scores(self, x, mask)
+        except NotImplementedError as exc:
+            raise ConfigError(str(exc)) from None
 
     # -- checkpoint ---------------------------------------------------------------------
     def metadata(self, extra: dict | None = None) -> dict[str, str]:
@@ -205,4 +194,4 @@ def load_model(path: str | Path, spec: FeatureSpec | None = None, map_location: 
     return model
 
 
-__all__ = ["AnomalyModel", "FORMAT", "TRAINED_METHODS", "VIDEO_METHODS", "load_model", "read_metadata"]
+__all__ = ["AnomalyModel", "FORMAT", "load_model", "read_metadata"]

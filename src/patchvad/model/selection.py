@@ -12,11 +12,10 @@ proxies ``a[t] = max_p s[t, p]``; a patch map ``M`` is ``(Gh, Gw)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from patchvad.errors import ConfigError
+from patchvad.model.selections import Selection, SelectionConfig, get_selection, proximity_weights
 
 
 # --- optimal window -------------------------------------------------------------------
@@ -99,87 +98,21 @@ def patch_map(s: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
     return s[start:end].mean(0)
 
 
-@dataclass
-class Selection:
-    """The cells a selection picked.
-
-    Attributes:
-        score: scalar tensor, ``sum_K w M / sum_K w`` (differentiable in ``M[K]``).
-        cells: ``(k, 2)`` long tensor of (row, col), in selection order.
-        weights: ``(k,)`` weights used for the selected cells.
-        peak: (row, col) of the map's maximum (``None`` for plain top-k).
-    """
-
-    score: torch.Tensor
-    cells: torch.Tensor
-    weights: torch.Tensor
-    peak: tuple[int, int] | None
-
-
-def proximity_weights(shape: tuple[int, int], peak: tuple[int, int], sigma: float,
-                      device: torch.device | None = None) -> torch.Tensor:
-    """``pi[p] = exp(-|p - peak|^2 / (2 sigma^2))`` in grid cells -> ``(Gh, Gw)``."""
-    gh, gw = shape
-    ii = torch.arange(gh, device=device, dtype=torch.float32).view(-1, 1)
-    jj = torch.arange(gw, device=device, dtype=torch.float32).view(1, -1)
-    d2 = (ii - peak[0]) ** 2 + (jj - peak[1]) ** 2
-    return torch.exp(-d2 / (2.0 * sigma * sigma))
-
-
-def _peak(m: torch.Tensor) -> tuple[int, int]:
-    idx = int(torch.argmax(m.detach().reshape(-1)))
-    return divmod(idx, m.shape[1])
-
-
-def _cells(flat_idx: torch.Tensor, gw: int) -> torch.Tensor:
-    return torch.stack([flat_idx // gw, flat_idx % gw], dim=1)
-
-
 def plain_topk(m: torch.Tensor, k: int) -> Selection:
-    """Top-``k`` cells of ``M`` (no proximity); score = their mean."""
-    gh, gw = m.shape
-    k = max(1, min(int(k), gh * gw))
-    flat = m.reshape(-1)
-    idx = torch.topk(flat.detach(), k).indices
-    weights = torch.ones(k, dtype=m.dtype, device=m.device)
-    return Selection(score=flat[idx].mean(), cells=_cells(idx, gw), weights=weights, peak=None)
+    """Top-``k`` cells of ``M`` ``(Gh, Gw)`` (no proximity); score = their mean."""
+    return get_selection("plain").select(m, SelectionConfig(rule="plain", k=k))
 
 
 def proximity_topk(m: torch.Tensor, k: int, mode: str = "gauss", sigma: float = 1.0, radius: int = 1,
                    peak: tuple[int, int] | None = None) -> Selection:
-    """Proximity-aware top-``k`` of a patch map ``M`` ``(Gh, Gw)``.
+    """Select ``k`` cells of a patch map ``M`` ``(Gh, Gw)`` with the rule ``mode`` (model/selections/).
 
     ``gauss``: ``K`` = top-k of ``pi * M`` with ``pi`` the Gaussian around the peak;
     score ``sum_K pi M / sum_K pi``. ``radius``: ``K`` = top-k of ``M`` inside the
-    ``(2r+1)^2`` neighbourhood of the peak (fewer when the neighbourhood is smaller);
-    score = their mean. ``peak``: the map's argmax when the caller has it already
-    (:func:`map_peaks` finds those of a whole batch with one device-to-host copy).
+    ``(2r+1)^2`` neighbourhood of the peak; score = their mean. ``plain``: top-k of ``M``.
+    ``peak``: the map's argmax when the caller has it already.
     """
-    if mode == "plain":
-        return plain_topk(m, k)
-    gh, gw = m.shape
-    k = max(1, min(int(k), gh * gw))
-    peak = _peak(m) if peak is None else peak
-    flat = m.reshape(-1)
-    if mode == "gauss":
-        pi = proximity_weights((gh, gw), peak, sigma, device=m.device).to(m.dtype).reshape(-1)
-        idx = torch.topk((pi * flat).detach(), k).indices
-        w = pi[idx]
-        score = (w * flat[idx]).sum() / w.sum()
-        return Selection(score=score, cells=_cells(idx, gw), weights=w, peak=peak)
-    if mode == "radius":
-        r = int(radius)
-        i0, i1 = max(0, peak[0] - r), min(gh, peak[0] + r + 1)
-        j0, j1 = max(0, peak[1] - r), min(gw, peak[1] + r + 1)
-        ii, jj = torch.meshgrid(torch.arange(i0, i1, device=m.device), torch.arange(j0, j1, device=m.device),
-                                indexing="ij")
-        cand = (ii * gw + jj).reshape(-1)
-        kk = min(k, int(cand.shape[0]))
-        order = torch.topk(flat[cand].detach(), kk).indices
-        idx = cand[order]
-        w = torch.ones(kk, dtype=m.dtype, device=m.device)
-        return Selection(score=flat[idx].mean(), cells=_cells(idx, gw), weights=w, peak=peak)
-    raise ConfigError(f"unknown selection mode '{mode}' (gauss, radius, plain)")
+    return get_selection(mode).select(m, SelectionConfig(rule=mode, k=k, sigma=sigma, radius=radius), peak=peak)
 
 
 def map_peaks(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
@@ -191,11 +124,11 @@ def map_peaks(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
     return [divmod(int(i), gw) for i in flat]
 
 
-def bag_score(s: torch.Tensor, window: str = "fixed", selection: str = "gauss", k: int = 4,
-              sigma: float = 1.0, radius: int = 1, window_div: int = 16) -> tuple[torch.Tensor, tuple[int, int]]:
+def bag_score(s: torch.Tensor, sel: SelectionConfig, window: str = "fixed", window_div: int = 16
+              ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Bag score ``S(v)`` of one video's patch scores ``s`` ``(T, Gh, Gw)``.
 
-    window (on ``a[t] = max_p s[t, p]``) -> patch map -> selection.
+    window (on ``a[t] = max_p s[t, p]``) -> patch map -> the selection rule ``sel``.
 
     Returns:
         the scalar score and the window ``(start, end)``.
@@ -203,12 +136,10 @@ def bag_score(s: torch.Tensor, window: str = "fixed", selection: str = "gauss", 
     a = s.detach().flatten(1).amax(1)
     win = find_window(a, window, window_div)
     m = patch_map(s, win)
-    sel = proximity_topk(m, k, mode=selection, sigma=sigma, radius=radius)
-    return sel.score, win
+    return get_selection(sel.rule).select(m, sel).score, win
 
 
-def bag_scores(s: torch.Tensor, lengths: torch.Tensor | list[int], window: str = "fixed",
-               selection: str = "gauss", k: int = 4, sigma: float = 1.0, radius: int = 1,
+def bag_scores(s: torch.Tensor, lengths: torch.Tensor | list[int], sel: SelectionConfig, window: str = "fixed",
                window_div: int = 16) -> torch.Tensor:
     """:func:`bag_score` of every video of a padded batch ``(B, T, Gh, Gw)`` -> ``(B,)``.
 
@@ -216,50 +147,22 @@ def bag_scores(s: torch.Tensor, lengths: torch.Tensor | list[int], window: str =
     host once per batch (the frame proxies, then the maps' peaks) instead of once per
     video and decision: on a GPU each copy waits for the device.
     """
+    rule = get_selection(sel.rule)
     lengths = [int(n) for n in lengths]
     proxies = s.detach().flatten(2).amax(2).cpu()                      # (B, T)
     windows = [find_window(proxies[b, :n], window, window_div) for b, n in enumerate(lengths)]
     maps = [patch_map(s[b, :n], windows[b]) for b, n in enumerate(lengths)]
-    peaks = map_peaks(maps) if selection in ("gauss", "radius") else [None] * len(maps)
-    return torch.stack([proximity_topk(m, k, mode=selection, sigma=sigma, radius=radius, peak=p).score
-                        for m, p in zip(maps, peaks)])
+    peaks: list[tuple[int, int] | None] = list(map_peaks(maps)) if rule.needs_peak else [None] * len(maps)
+    return torch.stack([rule.select(m, sel, peak=p).score for m, p in zip(maps, peaks, strict=True)])
 
 
-def snippet_scores(s: torch.Tensor, selection: str = "gauss", k: int = 4, sigma: float = 1.0,
-                   radius: int = 1) -> torch.Tensor:
-    """Inference score of each snippet: the selection around that snippet's own peak.
+def snippet_scores(s: torch.Tensor, sel: SelectionConfig) -> torch.Tensor:
+    """Inference score of each snippet ``(T, Gh, Gw)`` -> ``(T,)``: the rule around that snippet's own peak.
 
-    Args:
-        s: ``(T, Gh, Gw)``.
-
-    Returns:
-        ``(T,)``; vectorised equivalent of ``proximity_topk(s[t], ...).score`` per ``t``.
+    Equal to ``bag``-style ``select(s[t]).score`` for every ``t`` (one definition per rule).
     """
-    t, gh, gw = s.shape
-    k = max(1, min(int(k), gh * gw))
-    flat = s.reshape(t, -1)
-    if selection == "plain":
-        return torch.topk(flat, k, dim=1).values.mean(1)
-    peak = flat.argmax(1)
-    pi_r, pj = peak // gw, peak % gw
-    ii = torch.arange(gh, device=s.device).view(1, -1, 1)
-    jj = torch.arange(gw, device=s.device).view(1, 1, -1)
-    d2 = ((ii - pi_r.view(-1, 1, 1)) ** 2 + (jj - pj.view(-1, 1, 1)) ** 2).to(s.dtype).reshape(t, -1)
-    if selection == "gauss":
-        pi = torch.exp(-d2 / (2.0 * sigma * sigma))
-        idx = torch.topk(pi * flat, k, dim=1).indices
-        w = torch.gather(pi, 1, idx)
-        return (w * torch.gather(flat, 1, idx)).sum(1) / w.sum(1)
-    if selection == "radius":
-        di = (ii - pi_r.view(-1, 1, 1)).abs()
-        dj = (jj - pj.view(-1, 1, 1)).abs()
-        inside = ((di <= radius) & (dj <= radius)).reshape(t, -1)
-        masked = torch.where(inside, flat, torch.full_like(flat, -1.0))
-        vals = torch.topk(masked, k, dim=1).values
-        valid = vals >= 0
-        return (vals * valid).sum(1) / valid.sum(1).clamp_min(1)
-    raise ConfigError(f"unknown selection mode '{selection}' (gauss, radius, plain)")
+    return get_selection(sel.rule).snippet_scores(s, sel)
 
 
-__all__ = ["Selection", "bag_score", "bag_scores", "find_window", "patch_map", "plain_topk", "proximity_topk",
+__all__ = ["Selection", "SelectionConfig", "bag_score", "bag_scores", "find_window", "patch_map", "plain_topk", "proximity_topk",
            "proximity_weights", "snippet_scores", "window_cusum", "window_fixed", "window_length", "window_none"]

@@ -1,0 +1,62 @@
+"""Methods (one file each) and their registry.
+
+    base.py          the Method interface; the patch-MIL and video-MIL families
+    proximity.py     the paper's method
+    plain_topk.py    ablation: no window, no proximity
+    video_mil.py     video-level top-k MIL
+    sultani.py       Sultani et al. ranking MIL
+    motion_floor.py  no training: scene-relative motion
+    random.py        chance level
+
+A new method: one file with a :class:`Method` subclass and one line in ``METHODS``
+below (or :func:`register_method` from outside the package). The CLI's ``--method``
+choices, config validation, the demo, ``compare`` and ``ensemble`` read this registry.
+"""
+
+from __future__ import annotations
+
+from patchvad.errors import ConfigError
+from patchvad.model.methods.base import Method, PatchMILMethod, VideoMILMethod
+from patchvad.model.methods.motion_floor import MotionFloor
+from patchvad.model.methods.plain_topk import PlainTopK
+from patchvad.model.methods.proximity import Proximity
+from patchvad.model.methods.random import Random
+from patchvad.model.methods.sultani import Sultani
+from patchvad.model.methods.video_mil import VideoMIL
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    Proximity(),
+    PlainTopK(),
+    VideoMIL(),
+    Sultani(),
+    MotionFloor(),
+    Random(),
+)}
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name`` (ConfigError naming the choices otherwise)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method '{name}'; choose one of {list(METHODS)}") from None
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` to the registry under ``method.name`` (refuses to replace another method)."""
+    if not method.name:
+        raise ValueError("a method needs a name")
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ValueError(f"method '{method.name}' is registered already")
+    METHODS[method.name] = method
+    return method
+
+
+def method_names(*, trained: bool | None = None, video_level: bool | None = None) -> tuple[str, ...]:
+    """Registered names, optionally only the (un)trained or (not) video-level ones."""
+    return tuple(name for name, m in METHODS.items()
+                 if (trained is None or m.trained == trained) and (video_level is None or m.video_level == video_level))
+
+
+__all__ = ["METHODS", "Method", "PatchMILMethod", "VideoMILMethod", "get_method", "method_names",
+           "register_method"]
