@@ -18,7 +18,7 @@ from conftest import SHARED_DATA, write_vfr_video
 from patchvad.data.folder import write_manifest
 from patchvad.errors import CheckpointError, VideoError
 from patchvad.features.extract import extract_dataset
-from patchvad.inference import box_iou
+from patchvad.geometry import box_iou
 from patchvad.io.video import VideoReader, probe, write_video
 from patchvad.predict import Detector, predict_command, resolve_sources, stream_to_folder, write_detection
 from patchvad.predictions import read_prediction
@@ -88,10 +88,10 @@ def test_offline_finds_when_and_where(setup, tmp_path) -> None:
         box = result.boxes[first, 1:5]
         # 7x7 grid here (46x34-px cells): a box of whole-cell resolution around a
         # 69x40 motion region; IoU ~0.15-0.3 is what this grid allows.
-        assert box_iou(box, union) > 0.12, (t, box, union)
+        assert box_iou([box], [union])[0, 0] > 0.12, (t, box, union)
         cx, cy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
         assert box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-        assert all(box_iou(result.boxes[f, 1:5], gt[f - SPAN[0]]) > 0 for f in range(first, first + 16))
+        assert all(box_iou([result.boxes[f, 1:5]], [gt[f - SPAN[0]]])[0, 0] > 0 for f in range(first, first + 16))
 
     folder = write_detection(result, tmp_path)
     for name in ("events.json", "scores.csv", "overlay.mp4", "scores.npy", "boxes.csv", "maps.npy"):

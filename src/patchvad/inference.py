@@ -33,11 +33,11 @@ from scipy import ndimage
 from patchvad.data.folder import DatasetFolder
 from patchvad.errors import FeatureError
 from patchvad.features.store import FeatureStore, VideoFeatures
+from patchvad.geometry import chain_snippet_boxes
 from patchvad.io.files import atomic_write_json, atomic_write_text
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.model.selections import SelectionConfig
-from patchvad.metrics.spatial import paired_iou
 from patchvad.predictions import write_prediction
 
 TRACKS_FILE = "tracks.csv"
@@ -112,23 +112,6 @@ def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg:
     return x1, y1, min(x2, w_img - 1), min(y2, h_img - 1)
 
 
-def box_iou(a, b) -> float:
-    """IoU of two inclusive pixel boxes (``+1`` convention; the metrics' definition)."""
-    return float(paired_iou(np.asarray([a]), np.asarray([b]))[0])
-
-
-def link_tracks(snippet_boxes: list[tuple[int, int, int, int]], link_iou: float) -> list[int]:
-    """Track id of each snippet's box: consecutive boxes with IoU >= ``link_iou`` share one."""
-    ids, next_id = [], 0
-    for t, box in enumerate(snippet_boxes):
-        if t > 0 and box_iou(snippet_boxes[t - 1], box) >= link_iou:
-            ids.append(ids[-1])
-        else:
-            ids.append(next_id)
-            next_id += 1
-    return ids
-
-
 @torch.no_grad()
 def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256) -> np.ndarray:
     """``(T, Gh, Gw)`` float32 patch scores of all snippets of one video.
@@ -191,7 +174,7 @@ def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: t
         sboxes = [(0, 0, width - 1, height - 1)] * t_len
     else:
         sboxes = [box_from_map(maps[t], (width, height), box_cfg) for t in range(t_len)]
-    track_of = link_tracks(sboxes, box_cfg.link_iou)
+    track_of = chain_snippet_boxes(sboxes, box_cfg.link_iou)
     frames = np.arange(f2s.shape[0])
     sb = np.asarray(sboxes, dtype=np.float64)[f2s]                 # (F, 4)
     boxes = np.column_stack([frames, sb, f[f2s].astype(np.float64)])
@@ -271,6 +254,6 @@ def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None 
 
 
 test.__test__ = False  # not a pytest test function
-__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map", "box_iou",
-           "link_tracks", "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
+__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map",
+           "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
            "write_tracks"]

@@ -11,11 +11,12 @@ from PIL import Image
 
 from patchvad.data.adapters import ADAPTERS, MediaInfo, prepare_command, prepare_dataset
 from patchvad.data.adapters.common import (
-    SourceIndex, clean_regions, default_frame_counter, labels_from_segments, link_tracks, list_frame_files,
+    SourceIndex, clean_regions, default_frame_counter, labels_from_segments, list_frame_files,
     mask_boxes, scale_boxes,
 )
 from patchvad.data.folder import DatasetFolder
 from patchvad.errors import ConfigError, DatasetError
+from patchvad.geometry import link_frame_boxes
 from patchvad.io.video import VideoReader, write_video
 
 
@@ -35,12 +36,12 @@ def test_mask_boxes_are_8_connected_inclusive() -> None:
     assert mask_boxes(np.zeros((4, 4))).shape == (0, 4)
 
 
-def test_link_tracks_keeps_identities_and_splits_at_gaps() -> None:
+def test_link_frame_boxes_keeps_identities_and_splits_at_gaps() -> None:
     a = lambda x: [x, 0, x + 9, 9]                                  # noqa: E731
     b = lambda x: [x, 20, x + 9, 29]                                # noqa: E731
     per_frame = [(0, np.array([a(0), b(50)])), (1, np.array([b(52), a(2)])), (2, np.array([a(4)])),
                  (4, np.array([a(8)]))]                             # frame 3 missing: a new track
-    rows = link_tracks(per_frame)
+    rows = link_frame_boxes(per_frame)
     tracks = {(f, x1): t for t, f, x1, *_ in rows.tolist()}
     assert tracks[(0, 0)] == tracks[(1, 2)] == tracks[(2, 4)] == 0
     assert tracks[(0, 50)] == tracks[(1, 52)] == 1

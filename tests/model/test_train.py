@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from patchvad.config import ModelConfig, RunConfig, TrainConfig
 from patchvad.errors import CheckpointError, ConfigError, FeatureError
 from patchvad.features.store import FeatureStore
-from patchvad.inference import BoxConfig, box_from_map, box_iou, link_tracks, predict_video, test
+from patchvad.geometry import box_iou, chain_snippet_boxes
+from patchvad.inference import BoxConfig, box_from_map, predict_video, test
 from patchvad.metrics.evaluate import evaluate_folder
 from patchvad.model.model import load_model, read_metadata
 from patchvad.train import fit, pool_snippets, split_train_val
@@ -155,8 +156,8 @@ def test_box_from_map_and_tracks():
     low = np.full((4, 4), 0.01, dtype=np.float32)
     low[1, 1] = 0.2
     assert box_from_map(low, (40, 40), BoxConfig(upsample=0)) == (10, 10, 19, 19)
-    assert box_iou((0, 0, 9, 9), (5, 0, 14, 9)) == pytest.approx(50 / 150)
-    assert link_tracks([(0, 0, 9, 9), (1, 0, 10, 9), (50, 50, 60, 60)], 0.3) == [0, 0, 1]
+    assert box_iou([(0, 0, 9, 9)], [(5, 0, 14, 9)])[0, 0] == pytest.approx(50 / 150)
+    assert chain_snippet_boxes([(0, 0, 9, 9), (1, 0, 10, 9), (50, 50, 60, 60)], 0.3) == [0, 0, 1]
 
 
 def test_split_and_pooling():

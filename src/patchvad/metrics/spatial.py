@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from patchvad.geometry import box_iou, paired_iou
 from patchvad.metrics.frame import UndefinedMetricError
 
 BETA = 0.1
@@ -26,49 +27,6 @@ ALPHA = 0.1
 
 
 # --- IoU -----------------------------------------------------------------------------
-
-
-def _as_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64)
-    if b.size == 0:
-        return b.reshape(0, 4)
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"{what} must have shape (n, 4), got {b.shape}")
-    return b
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of inclusive pixel boxes (+1-pixel convention).
-
-    Args:
-        a: ``(N, 4)`` xyxy boxes.
-        b: ``(M, 4)`` xyxy boxes.
-
-    Returns:
-        ``(N, M)`` float64 IoU in [0, 1].
-    """
-    a = _as_boxes(a, "a")
-    b = _as_boxes(b, "b")
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1.0
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1.0
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
-    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
-def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of ``a[i]`` and ``b[i]``: ``(N, 4), (N, 4) -> (N,)`` (+1 pixel)."""
-    a = _as_boxes(a, "a")
-    b = _as_boxes(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"paired boxes differ in shape: {a.shape} vs {b.shape}")
-    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1.0
-    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1.0
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
-    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
-    return inter / (area_a + area_b - inter)
 
 
 # --- input checks --------------------------------------------------------------------

@@ -25,24 +25,11 @@ import numpy as np
 
 from patchvad.data.folder import DatasetFolder
 from patchvad.io.files import atomic_write_json, atomic_write_text
-from patchvad.metrics.spatial import paired_iou
+from patchvad.geometry import cell_box, paired_iou
 from patchvad.parallel import run_parallel
 
 KEYS = ("frame_auc_micro", "frame_auc_macro", "frame_ap", "tiou", "rbdc", "tbdc", "pauc", "pap")
 UNTRAINED = ("motion_floor", "random")
-
-
-def cell_box(box, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Smallest box of whole grid cells containing ``box`` (inclusive pixels, ``size`` = (W, H))."""
-    gh, gw = grid
-    w, h = size
-    c0, c1 = int(box[0] * gw // w), int(box[2] * gw // w)
-    r0, r1 = int(box[1] * gh // h), int(box[3] * gh // h)
-    x1 = int(np.floor(c0 * w / gw))
-    x2 = int(np.ceil((c1 + 1) * w / gw)) - 1
-    y1 = int(np.floor(r0 * h / gh))
-    y2 = int(np.ceil((r1 + 1) * h / gh)) - 1
-    return x1, y1, min(x2, w - 1), min(y2, h - 1)
 
 
 def grid_ceiling(data_root: str | Path, grids=((7, 7), (14, 14), (28, 28))) -> dict:

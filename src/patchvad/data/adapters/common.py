@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from patchvad.data.folder import MANIFEST, write_frame_labels, write_manifest, write_tracks
 from patchvad.errors import DatasetError, PatchvadError
+from patchvad.geometry import link_frame_boxes
 from patchvad.io.files import atomic_write_json, text_lines
 from patchvad.io.video import (  # noqa: F401 (re-exported)
     IMAGE_EXTENSIONS, image_errors, is_hidden, list_frame_files, natural_key, probe,
@@ -482,21 +483,6 @@ def labels_from_segments(frames: int, segments: Iterable[tuple[int, int]]) -> tu
     return labels, clamped
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``(len(a), len(b))`` of inclusive xyxy boxes (+1-pixel convention)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1 + 1, 0, None) * np.clip(y2 - y1 + 1, 0, None)
-    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -525,57 +511,10 @@ def mask_boxes(mask: np.ndarray, min_area: int = 1) -> np.ndarray:
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
 
-def link_tracks(per_frame: Iterable[tuple[int, np.ndarray]], min_iou: float = 0.0) -> np.ndarray:
-    """Link per-frame boxes into tracks (for RBDC/TBDC, which need track identities).
-
-    A box continues a track whose box in the *previous* frame overlaps it with IoU
-    above ``min_iou``; pairs are taken greedily by descending IoU, so two objects that
-    cross keep their identities as long as each overlaps itself most. A track ends at
-    the first frame it is not continued; a box that continues nothing starts a track.
-
-    Args:
-        per_frame: ``(frame_id, boxes (n, 4))`` pairs, any order.
-        min_iou: overlap a continuation must exceed (0: any overlap).
-
-    Returns:
-        ``(R, 6)`` int64 rows ``track_id, frame_id, x1, y1, x2, y2`` sorted by
-        (frame, track); track ids start at 0 in order of appearance.
-    """
-    rows: list[tuple[int, int, int, int, int, int]] = []
-    previous: list[tuple[int, np.ndarray]] = []   # (track_id, box) alive in the previous frame
-    previous_frame: int | None = None
-    next_id = 0
-    for frame_id, boxes in sorted(((int(f), np.asarray(b, dtype=np.int64).reshape(-1, 4))
-                                   for f, b in per_frame), key=lambda t: t[0]):
-        candidates = previous if previous_frame is not None and frame_id == previous_frame + 1 else []
-        assigned: dict[int, int] = {}
-        if candidates and len(boxes):
-            iou = box_iou(np.stack([b for _, b in candidates]), boxes)
-            order = np.dstack(np.unravel_index(np.argsort(-iou, axis=None), iou.shape))[0]
-            used_tracks: set[int] = set()
-            for ti, bi in order:
-                if iou[ti, bi] <= min_iou:
-                    break
-                if ti in used_tracks or bi in assigned:
-                    continue
-                used_tracks.add(int(ti))
-                assigned[int(bi)] = candidates[int(ti)][0]
-        current: list[tuple[int, np.ndarray]] = []
-        for bi, box in enumerate(boxes):
-            track = assigned.get(bi)
-            if track is None:
-                track, next_id = next_id, next_id + 1
-            current.append((track, box))
-            rows.append((track, frame_id, *(int(v) for v in box)))
-        previous, previous_frame = current, frame_id
-    out = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
-    return out[np.lexsort((out[:, 0], out[:, 1]))] if len(out) else out
-
-
 def masks_to_regions(masks: Iterable[tuple[int, np.ndarray]], min_area: int = 1,
                      min_iou: float = 0.0) -> np.ndarray:
     """Pixel masks -> connected-component boxes -> linked tracks (``(R, 6)`` rows)."""
-    return link_tracks(((f, mask_boxes(m, min_area)) for f, m in masks), min_iou=min_iou)
+    return link_frame_boxes(((f, mask_boxes(m, min_area)) for f, m in masks), min_iou=min_iou)
 
 
 def scale_boxes(boxes: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
