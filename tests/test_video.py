@@ -9,8 +9,8 @@ import pytest
 
 from conftest import SHARED_DATA, moving_square_frames, write_vfr_video
 from patchvad.errors import VideoError
-from patchvad.io.video import (VideoReader, VideoWriter, clock_times, is_variable_rate, iter_snippets, probe,
-                               rgb_to_yuv420p, write_video)
+from patchvad.features.snippets import iter_snippets
+from patchvad.io.video import VideoReader, VideoWriter, clock_times, is_variable_rate, probe, rgb_to_yuv420p, write_video
 
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:

@@ -36,12 +36,12 @@ import torch
 from patchvad.errors import CheckpointError, PatchvadError, VideoError
 from patchvad.events import Event, EventBox, EventTracker
 from patchvad.features.backbones import PatchFeatureExtractor
-from patchvad.features.snippets import SnippetMap
+from patchvad.features.snippets import SnippetMap, iter_snippets
 from patchvad.features.store import VideoFeatures
 from patchvad.inference import BoxConfig, box_from_map, patch_scores, predict_video
 from patchvad.io.files import atomic_path, atomic_write_json, atomic_write_text
-from patchvad.io.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, _is_url, clock_times,
-                               is_variable_rate, iter_snippets)
+from patchvad.io.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, clock_times,
+                               is_live_source, is_variable_rate)
 from patchvad.model.model import load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.predictions import write_prediction
@@ -133,7 +133,7 @@ class StreamUpdate:
 
 def _stem_of(source: str | Path) -> str:
     text = str(source).rstrip("/")
-    if _is_url(text):
+    if is_live_source(text):
         cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.split("://", 1)[-1])
         return cleaned.strip("_")[:80] or "stream"
     return Path(text).stem
@@ -146,7 +146,7 @@ def resolve_sources(source: str | Path) -> list[str]:
         VideoError: nothing matches.
     """
     text = str(source)
-    if _is_url(text):
+    if is_live_source(text):
         return [text]
     path = Path(text)
     if path.is_file():
@@ -203,6 +203,12 @@ class Detector:
         self.box_cfg = box_cfg
         self.batch_size = batch_size
         self.device = device
+        # What the last stream() saw, read by the caller once the stream ends.
+        self.last_error: str | None = None
+        self.last_fps = 0.0
+        self.last_size = (0, 0)
+        self.last_variable_rate = False
+        self.last_events: list = []
 
     # -- offline --------------------------------------------------------------------
     def predict(self, source: str | Path, min_gap: int | None = None) -> Detection:
@@ -425,7 +431,7 @@ def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails:
     folder = write_prediction(out, det.stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
     atomic_write_text(folder / "scores.csv", _scores_csv(det))
     peak_frames = {ev.peak_frame: k for k, ev in enumerate(det.events)}
-    if (overlay or thumbnails) and not _is_url(det.source):
+    if (overlay or thumbnails) and not is_live_source(det.source):
         sink = _OverlaySink(folder / "overlay.mp4", det.fps, det.threshold, det.frame_count) if overlay else None
         reader = VideoReader(det.source)
         f2s = det.frame_to_snippet
@@ -525,7 +531,7 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
     finally:
         if sink is not None:
             sink.close()
-    events = getattr(detector, "last_events", [])
+    events = detector.last_events
     for k, ev in enumerate(events):
         best = best_frame.get(id(ev))
         if best is not None:
@@ -542,7 +548,7 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
                     mode="stream", status="stream_lost" if detector.last_error else "complete",
                     error=detector.last_error, seconds=time.perf_counter() - t0,
                     frame_times=np.asarray(frame_times, np.float64),
-                    variable_rate=bool(getattr(detector, "last_variable_rate", False)))
+                    variable_rate=detector.last_variable_rate)
     if n:
         write_prediction(out, stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
     atomic_write_text(folder / "scores.csv", _scores_csv(det))
@@ -634,8 +640,8 @@ def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, th
             continue
         stems[stem] = src
         folder = Path(out) / stem
-        run = {**settings, **({} if _is_url(src) else _source_facts(src))}
-        if not force and not _is_url(src) and _is_finished(folder, src, run, overlay):
+        run = {**settings, **({} if is_live_source(src) else _source_facts(src))}
+        if not force and not is_live_source(src) and _is_finished(folder, src, run, overlay):
             report.skipped.append(stem)
             echo(f"{stem}: already predicted with this checkpoint and settings (skipped)")
             continue

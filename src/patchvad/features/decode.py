@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from patchvad.errors import PatchvadError, VideoError
-from patchvad.io.video import VideoReader, iter_snippets
+from patchvad.features.snippets import iter_snippets
+from patchvad.io.video import VideoReader
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -115,7 +116,7 @@ SLOT_NOT_STARTED = -2     # the process has not reached its loop yet
 SLOT_IDLE = -1            # between videos
 
 
-def _decode_worker(tasks, results, slots, slot, input_size, snippet_len, stride, chunk) -> None:
+def decode_worker(tasks, results, slots, slot, input_size, snippet_len, stride, chunk) -> None:
     """Entry point of a decode process: :func:`decode_loop`, reporting its video in ``slots[slot]``.
 
     The slot is written directly (not through the queue), so when this process dies the

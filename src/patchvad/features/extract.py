@@ -22,11 +22,11 @@ import numpy as np
 from patchvad.data.folder import DatasetFolder, VideoEntry
 from patchvad.errors import FeatureError, PatchvadError, VideoError
 from patchvad.features.backbones import PatchFeatureExtractor, PendingFeatures
-from patchvad.features.decode import (SLOT_NOT_STARTED, _decode_worker, discard_shared, remove_worker_blocks,
+from patchvad.features.decode import (SLOT_NOT_STARTED, decode_worker, discard_shared, remove_worker_blocks,
                                       take_shared)
-from patchvad.features.snippets import SnippetMap
+from patchvad.features.snippets import SnippetMap, iter_snippets
 from patchvad.features.store import FeatureStore
-from patchvad.io.video import VideoReader, iter_snippets
+from patchvad.io.video import VideoReader
 
 _END = object()
 
@@ -204,7 +204,7 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
 
     def start_worker(slot: int) -> mp.Process:
         slots[slot] = SLOT_NOT_STARTED
-        proc = ctx.Process(target=_decode_worker, args=(tasks, results, slots, slot, spec.input_size,
+        proc = ctx.Process(target=decode_worker, args=(tasks, results, slots, slot, spec.input_size,
                                                         spec.snippet_len, spec.stride, HANDOVER_SNIPPETS),
                            daemon=True)
         proc.start()

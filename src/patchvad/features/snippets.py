@@ -9,9 +9,15 @@ re-derived from a guess about how features were extracted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def covers(last_start: int, snippet_len: int, frame_count: int) -> bool:
+    """A snippet starting at ``last_start`` reaches the last of ``frame_count`` frames (no more snippets)."""
+    return last_start + snippet_len >= frame_count
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class SnippetMap:
         if snippet_len < 1 or stride < 1 or stride > snippet_len:
             raise ValueError(f"need 1 <= stride <= snippet_len, got stride={stride}, len={snippet_len}")
         starts = [0]
-        while starts[-1] + snippet_len < frame_count:
+        while not covers(starts[-1], snippet_len, frame_count):
             starts.append(starts[-1] + stride)
         return cls(int(frame_count), np.asarray(starts, dtype=np.int64), int(snippet_len), int(stride))
 
@@ -81,3 +87,33 @@ class SnippetMap:
     def from_dict(cls, d: dict) -> "SnippetMap":
         return cls(int(d["frame_count"]), np.asarray(d["starts"], dtype=np.int64), int(d["snippet_len"]),
                    int(d["stride"]))
+
+
+def iter_snippets(frames: Iterable[np.ndarray], snippet_len: int, stride: int | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Group a frame stream into snippets of ``snippet_len`` frames.
+
+    The stream form of :meth:`SnippetMap.build` (the frame count is known only at the
+    end): the same starts; the last partial snippet is padded by repeating its last frame.
+
+    Yields:
+        ``(start_frame, snippet, n_real)`` with ``snippet`` of shape ``(L, ...)`` and
+        ``n_real`` the number of real (unpadded) frames in it.
+    """
+    stride = snippet_len if stride is None else stride
+    if snippet_len < 1 or stride < 1 or stride > snippet_len:
+        raise ValueError("need 1 <= stride <= snippet_len")
+    buffer: list[np.ndarray] = []     # frames from ``start`` on
+    start = 0
+    last_end = 0                      # one past the last frame covered by a yielded snippet
+    for frame in frames:
+        buffer.append(frame)
+        if len(buffer) == snippet_len:
+            yield start, np.stack(buffer), snippet_len
+            last_end = start + snippet_len
+            start += stride
+            buffer = buffer[stride:]
+    total = start + len(buffer)
+    if buffer and not covers(last_end - snippet_len, snippet_len, total):
+        n_real = len(buffer)
+        yield start, np.stack(buffer + [buffer[-1]] * (snippet_len - n_real)), n_real

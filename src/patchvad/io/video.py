@@ -93,14 +93,14 @@ class VideoInfo:
     codec: str
 
 
-def _is_url(source: str | Path) -> bool:
+def is_live_source(source: str | Path) -> bool:
     """A live or remote source (rtsp://, http://, a /dev/video* camera): not a plain file."""
     return "://" in str(source) or str(source).startswith("/dev/video")
 
 
 def _open(source: str | Path, options: dict | None = None) -> av.container.InputContainer:
     """Open a container, turning every failure into a VideoError naming the source."""
-    if not _is_url(source):
+    if not is_live_source(source):
         path = Path(source)
         if not path.exists():
             raise VideoError("file not found", path=path)
@@ -111,7 +111,7 @@ def _open(source: str | Path, options: dict | None = None) -> av.container.Input
     fmt = "v4l2" if str(source).startswith("/dev/video") else None
     try:
         container = av.open(str(source), format=fmt, options=options or {}, timeout=(10.0, 10.0)
-                            if _is_url(source) else None)
+                            if is_live_source(source) else None)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"cannot open as a video: {exc}", path=source) from exc
     if not container.streams.video:
@@ -122,7 +122,7 @@ def _open(source: str | Path, options: dict | None = None) -> av.container.Input
 
 def _has_sample_index(container: "av.container.InputContainer") -> bool:
     """True for containers whose header indexes every frame (mp4, mov and relatives)."""
-    return not _is_url(container.name) and "mov" in container.format.name.split(",")
+    return not is_live_source(container.name) and "mov" in container.format.name.split(",")
 
 
 def _count_packets(source: str | Path, options: dict | None = None) -> int:
@@ -161,7 +161,7 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
     Raises:
         VideoError: missing, empty, undecodable, or zero frames.
     """
-    if not _is_url(path) and Path(path).is_dir():
+    if not is_live_source(path) and Path(path).is_dir():
         files = list_frame_files(path)
         if not files:
             raise VideoError("frame folder holds no images", path=path)
@@ -224,7 +224,7 @@ class VideoReader:
         self.source = str(source)
         self._options = options
         self._frame_files: list[Path] | None = None
-        if not _is_url(source) and Path(source).is_dir():
+        if not is_live_source(source) and Path(source).is_dir():
             # A folder of frame images (natural order) reads like a video.
             info = probe(source)
             self._frame_files = list_frame_files(source)
@@ -374,37 +374,6 @@ def is_variable_rate(times: Sequence[float], fps: float, first_index: int = 0) -
         return False
     t = np.asarray(times, dtype=np.float64)
     return bool(np.abs(t - (first_index + np.arange(len(t))) / fps).max() > 0.5 / fps)
-
-
-def iter_snippets(frames: Iterable[np.ndarray], snippet_len: int, stride: int | None = None
-                  ) -> Iterator[tuple[int, np.ndarray, int]]:
-    """Group a frame stream into snippets of ``snippet_len`` frames.
-
-    The last partial snippet is padded by repeating its last frame (METHOD.md).
-
-    Yields:
-        ``(start_frame, snippet, n_real)`` with ``snippet`` of shape ``(L, ...)`` and
-        ``n_real`` the number of real (unpadded) frames in it.
-    """
-    stride = snippet_len if stride is None else stride
-    if snippet_len < 1 or stride < 1 or stride > snippet_len:
-        raise ValueError("need 1 <= stride <= snippet_len")
-    # Same layout as SnippetMap.build: starts 0, stride, ... until every frame is
-    # covered; only the last snippet may be partial (padded).
-    buffer: list[np.ndarray] = []     # frames from ``start`` on
-    start = 0
-    last_end = 0                      # one past the last frame covered by a yielded snippet
-    for frame in frames:
-        buffer.append(frame)
-        if len(buffer) == snippet_len:
-            yield start, np.stack(buffer), snippet_len
-            last_end = start + snippet_len
-            start += stride
-            buffer = buffer[stride:]
-    total = start + len(buffer)
-    if total > last_end and buffer:
-        n_real = len(buffer)
-        yield start, np.stack(buffer + [buffer[-1]] * (snippet_len - n_real)), n_real
 
 
 def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:

@@ -48,17 +48,6 @@ def cell_median(x: np.ndarray, rows_per_chunk: int = 2) -> np.ndarray:
     return out
 
 
-def motion_residual(x: np.ndarray, motion: slice, channel: str = "energy_mean") -> np.ndarray:
-    """The no-training motion score of METHOD.md: ``(T, Gh, Gw)`` float32.
-
-    Each cell's ``channel`` (frame-difference energy) minus that cell's median over
-    the video.
-    """
-    idx = motion.start + MOTION_CHANNELS.index(channel)
-    e = np.asarray(x[..., idx], dtype=np.float32)
-    return e - np.median(e, axis=0, keepdims=True)
-
-
 CONTEXT_WIDTH = 6
 _U, _V, _SPEED, _MOVING = (MOTION_CHANNELS.index(c) for c in ("flow_u", "flow_v", "speed", "moving_fraction"))
 
@@ -338,4 +327,4 @@ class FeatureEncoder(nn.Module):
         return self
 
 
-__all__ = ["FeatureEncoder", "cell_median", "motion_residual"]
+__all__ = ["FeatureEncoder", "cell_median"]

@@ -268,6 +268,10 @@ class ScoreStrip:
         todo[line] = CURVE_TODO
         self._done, self._todo = done, todo
 
+    def hide_future(self) -> None:
+        """Draw the part after the current frame as bare plot (no curve): a future nobody gave."""
+        self._todo = self._plot.copy()
+
     def column_of(self, t: int) -> int:
         """The plot column that shows frame ``t`` (its last column when a frame spans several)."""
         return int(np.searchsorted(self._starts, t, side="right")) - 1
@@ -366,7 +370,7 @@ def draw_overlay(frame: np.ndarray, heatmap: np.ndarray | None = None, pred_boxe
     strip = ScoreStrip(full, w, strip_height or max(36, h // 8), threshold=threshold, gt_labels=gt_labels,
                        score_range=score_range)
     if n > hist.size:  # do not draw a future the caller has not given
-        strip._todo = strip._plot.copy()
+        strip.hide_future()
     return np.concatenate([out, strip.render(hist.size - 1)], axis=0)
 
 

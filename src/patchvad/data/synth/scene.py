@@ -74,10 +74,6 @@ class View:
         """Frame extent along the walkway (px)."""
         return self.width if self.orient == "h" else self.height
 
-    @property
-    def cross_size(self) -> int:
-        return self.height if self.orient == "h" else self.width
-
     def xy(self, along, cross):
         """Frame (x, y) of along/cross coordinates (scalars or arrays)."""
         return (along, cross) if self.orient == "h" else (cross, along)
@@ -157,11 +153,6 @@ def _texture(rng, shape, base, coarse: float, fine: float) -> np.ndarray:
     lum = coarse * _value_noise(rng, shape, 22.0) + 0.5 * coarse * _value_noise(rng, shape, 7.0)
     lum += fine * rng.standard_normal(shape).astype(np.float32)
     return np.asarray(base, dtype=np.float32)[None, None, :] + lum[:, :, None]
-
-
-def _paint_band(img, lo: float, hi: float, tex: np.ndarray) -> None:
-    a, b = int(round(lo)), int(round(hi))
-    img[a:b] = tex[a:b]
 
 
 def _paint_walkway(rng, img, lo: float, hi: float) -> None:
