@@ -26,7 +26,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from patchvad.data.synth import synth_command
 
     synth_command(Path(args.root), train=args.train, test=args.test, seed=args.seed, preset=args.preset,
-                  workers=args.workers, overwrite=args.overwrite)
+                  workers=args.workers, overwrite=args.overwrite, oracle_labels=args.oracle_labels)
     return 0
 
 
@@ -128,9 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=None, help="training videos (default: the preset's)")
     p.add_argument("--test", type=int, default=None, help="test videos (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="default", help="default (alias demo), large, tiny; see docs/synthetic.md")
+    p.add_argument("--preset", default="default",
+                   help="default (alias demo), large, tiny: fixed cameras; newcam, newcam-large, newcam-tiny: a new "
+                        "camera in every video; see docs/synthetic.md")
     p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark in ROOT")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--oracle-labels", default=None, metavar="DIR",
+                   help="also write the TRAINING videos' boxes into DIR (outside ROOT), for a supervised oracle only")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("extract", help="extract grid-level patch features of a dataset folder")

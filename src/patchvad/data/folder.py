@@ -310,12 +310,53 @@ def load_ground_truth(root: Path, stem: str, label: int, frame_count: int, width
         if regions.size:
             frame_labels[np.unique(regions[:, 1])] = 1
     if label == 1 and not tracks_path.exists() and not labels_path.exists():
-        raise DatasetError(f"test video '{stem}' is labelled anomalous but has neither "
+        raise DatasetError(f"video '{stem}' is labelled anomalous but has neither "
                            f"tracks/{stem}.csv nor frame_labels/{stem}.npy", path=root / MANIFEST)
     if label == 0 and frame_labels.any():
-        raise DatasetError(f"test video '{stem}' is labelled normal but has anomalous frames",
+        raise DatasetError(f"video '{stem}' is labelled normal but has anomalous frames",
                            path=labels_path if labels_path.exists() else tracks_path)
     return GroundTruth(frame_labels=frame_labels, regions=regions, width=width, height=height)
+
+
+def read_oracle_labels(directory: str | Path, videos: Sequence[VideoEntry]) -> dict[str, GroundTruth]:
+    """Ground truth of *training* videos from an oracle label folder, for a supervised oracle.
+
+    Weakly supervised training never calls this: a dataset root holds no training
+    boxes, and the oracle folder (``patchvad synth ROOT --oracle-labels DIR``) lies
+    outside it. The folder uses the test split's layout (``tracks/<stem>.csv`` for
+    anomalous videos, ``frame_labels/<stem>.npy`` for every video) and is read with
+    the same validation as a test video's ground truth.
+
+    Args:
+        directory: the oracle label folder.
+        videos: the training videos wanted (e.g. a :class:`TrainSet`); their labels,
+            frame counts and sizes check the files.
+
+    Returns:
+        ``{stem: GroundTruth}`` in the order of ``videos``.
+
+    Raises:
+        DatasetError: the folder is missing; a video has no frame labels there (every
+            training video gets them, normal ones too, so a missing file means the
+            folder belongs to another dataset); or a file fails the ground-truth checks.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError("oracle label folder not found; write one with patchvad synth ROOT "
+                           "--oracle-labels DIR", path=directory)
+    out: dict[str, GroundTruth] = {}
+    for entry in videos:
+        labels_path = directory / "frame_labels" / f"{entry.stem}.npy"
+        if not labels_path.is_file():
+            raise DatasetError(f"no oracle labels for video '{entry.stem}' (frame_labels/{entry.stem}.npy is "
+                               "missing): is this the oracle folder of this dataset?", path=directory)
+        try:
+            info = entry.info()
+        except VideoError as exc:
+            raise DatasetError(f"cannot read video facts: {exc}", path=entry.path) from exc
+        out[entry.stem] = load_ground_truth(directory, entry.stem, entry.label, info.frame_count, info.width,
+                                            info.height)
+    return out
 
 
 def read_tracks(path: Path, frame_count: int | None = None, width: int | None = None,
@@ -426,6 +467,6 @@ def write_frame_labels(root: str | Path, stem: str, labels: np.ndarray) -> Path:
 
 __all__ = [
     "DatasetFolder", "GroundTruth", "TestSet", "TrainSet", "VideoEntry", "load_ground_truth",
-    "read_manifest", "read_tracks", "write_frame_labels", "write_manifest", "write_tracks",
+    "read_manifest", "read_oracle_labels", "read_tracks", "write_frame_labels", "write_manifest", "write_tracks",
     "UnsafeFileError",
 ]

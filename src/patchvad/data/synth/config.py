@@ -5,6 +5,11 @@ video counts: frame size and rate, video lengths, the cameras (scene layouts), o
 sizes and speeds, crowd density, the anomaly types and their share of a video's time.
 Sizes are in pixels at perspective scale 1 (the middle-to-near part of the frame); the
 measured distributions per preset are in docs/synthetic.md.
+
+Cameras come in two kinds. By default a preset has ``n_cameras`` fixed layouts and
+every video films one of them. With ``camera_draw`` set (the ``newcam`` presets)
+every video draws its own camera from its seed, within the ranges of a
+:class:`CameraDraw`, so no two videos share a street, a palette or a perspective.
 """
 
 from __future__ import annotations
@@ -26,6 +31,72 @@ ANOMALY_TYPES: tuple[str, ...] = (
 )
 
 Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class CameraDraw:
+    """Ranges from which every video draws its own camera (``SynthConfig.camera_draw``).
+
+    Fractions are of the frame extent across the bands (the height for horizontal
+    layouts, the width for vertical ones).
+
+    Attributes:
+        vertical: probability of a vertical layout (walkway and road run top-bottom).
+        horizon: horizontal layouts: the row where the ground begins below the
+            buildings and sky, as a fraction of the height (clipped so the bands fit).
+        lead: grass between that row and the first band, as a fraction.
+        walk_width, road_width: widths of the walkway and the two-lane road.
+        gap: width of the kerb strip between walkway and road.
+        perspective_top, perspective_bottom: object scale at the top and bottom row
+            (the sprite scale gradient).
+        tint: per-channel colour gain of the camera response (white balance).
+        light_gradient: largest illumination slope across the frame (0.08 means
+            +-8% from one side to the other); drawn along or across the bands.
+    """
+
+    vertical: float = 0.35
+    horizon: Range = (0.04, 0.34)
+    lead: Range = (0.0, 0.08)
+    walk_width: Range = (0.22, 0.36)
+    road_width: Range = (0.17, 0.28)
+    gap: Range = (0.02, 0.07)
+    perspective_top: Range = (0.5, 0.85)
+    perspective_bottom: Range = (0.95, 1.3)
+    tint: Range = (0.88, 1.12)
+    light_gradient: float = 0.2
+
+    def validate(self, preset: str) -> None:
+        """Check ranges and that the widest bands fit into the frame.
+
+        Raises:
+            ConfigError: a value out of its range, naming the field.
+        """
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"synthetic preset '{preset}': camera_draw.{name} {why}")
+
+        for name in ("horizon", "lead", "walk_width", "road_width", "gap", "perspective_top",
+                     "perspective_bottom", "tint"):
+            a, b = getattr(self, name)
+            if not (0 <= a <= b):
+                raise bad(name, f"must be a range 0 <= min <= max, got {(a, b)}")
+        if not 0.0 <= self.vertical <= 1.0:
+            raise bad("vertical", "must be a probability in [0, 1]")
+        if self.walk_width[0] < 0.15 or self.road_width[0] < 0.12:
+            raise bad("walk_width / road_width", "must be at least 0.15 / 0.12 of the frame: people, "
+                                                 "cars and the events between them need the room")
+        if self.walk_width[1] + self.gap[1] + self.road_width[1] > 0.84:
+            raise bad("widths", "walkway, gap and road max must leave 8% of the frame on either side "
+                                "of a vertical layout (sum at most 0.84)")
+        widest = self.horizon[0] + self.lead[1] + self.walk_width[1] + self.gap[1] + self.road_width[1]
+        if widest > 0.96:
+            raise bad("widths", f"horizon min + lead, walkway, gap and road max must leave the bands "
+                                f"inside the frame (at most 0.96), got {widest:.2f}")
+        if self.perspective_top[0] < 0.3 or self.perspective_top[1] > self.perspective_bottom[0] \
+                or self.perspective_bottom[1] > 1.6:
+            raise bad("perspective_top / perspective_bottom", "must satisfy 0.3 <= top <= bottom <= 1.6 (objects "
+                                                              "grow towards the camera)")
+        if not 0.0 <= self.light_gradient <= 0.4:
+            raise bad("light_gradient", f"must lie in [0, 0.4], got {self.light_gradient}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +127,9 @@ class SynthConfig:
         scene_seed: seeds the cameras. Kept apart from the video seed on purpose: a
             development set generated with another ``seed`` films the same streets,
             like a second recording from the same cameras.
+        camera_draw: None (fixed cameras), or the ranges from which every video
+            draws its own camera from its own seed; then ``n_cameras`` and
+            ``scene_seed`` play no part.
         anomalous_fraction: share of anomalous videos in each split.
         anomaly_types: the types drawn from (a subset of :data:`ANOMALY_TYPES`).
         crf, encoder_preset: x264 quality and speed.
@@ -92,6 +166,7 @@ class SynthConfig:
     encoder_preset: str = "veryfast"
     default_train: int = 240
     default_test: int = 60
+    camera_draw: CameraDraw | None = None
 
     def validate(self) -> "SynthConfig":
         """Check ranges; return self.
@@ -138,11 +213,17 @@ class SynthConfig:
         for name in ("cyclists", "stander", "carrier_fraction", "pair_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "must be a probability in [0, 1]")
+        if self.camera_draw is not None:
+            self.camera_draw.validate(self.name)
         return self
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists)."""
-        return json_ready(dataclasses.asdict(self))
+        """Plain JSON-able dict (tuples become lists); ``camera_draw`` only when set,
+        so a fixed-camera preset's record keeps its keys."""
+        out = json_ready(dataclasses.asdict(self))
+        if self.camera_draw is None:
+            del out["camera_draw"]
+        return out
 
 
 def json_ready(value):
@@ -156,9 +237,17 @@ def json_ready(value):
 
 _DEFAULT = SynthConfig()
 
+_NEWCAM = dataclasses.replace(
+    _DEFAULT, name="newcam", camera_draw=CameraDraw(), gain=(0.7, 1.25), offset=(-18.0, 14.0),
+    noise_sigma=(1.0, 4.0))
+
 #: Named presets. ``default`` (alias ``demo``) is sized so that generating the demo set
 #: and running the demo finish in minutes on 2 CPU cores; ``large`` is a harder,
 #: longer, denser street scene with smaller objects; ``tiny`` is for smoke tests only.
+#: The ``newcam`` presets film every video with its own camera (like UCF-Crime, unlike
+#: the fixed cameras of the others): ``newcam`` has the default's videos and counts,
+#: ``newcam-large`` the same videos at the field's scale (960 + 240), ``newcam-tiny``
+#: is for smoke tests only.
 PRESETS: dict[str, SynthConfig] = {
     "default": _DEFAULT,
     "demo": _DEFAULT,
@@ -167,6 +256,10 @@ PRESETS: dict[str, SynthConfig] = {
         cars_visible=(0.5, 1.5), n_cameras=10, default_train=600, default_test=150),
     "tiny": dataclasses.replace(
         _DEFAULT, name="tiny", frames=(80, 112), n_cameras=3, default_train=16, default_test=8),
+    "newcam": _NEWCAM,
+    "newcam-large": dataclasses.replace(_NEWCAM, name="newcam-large", default_train=960, default_test=240),
+    "newcam-tiny": dataclasses.replace(_NEWCAM, name="newcam-tiny", frames=(80, 112), default_train=16,
+                                       default_test=8),
 }
 
 

@@ -13,6 +13,17 @@ span and boxes are never written, not even in synth.json. Training videos' groun
 truth is computed nowhere: the worker that renders a training video does not even
 collect its tracks.
 
+The one exception is asked for by name: ``oracle_labels=DIR`` (CLI ``--oracle-labels``)
+writes the training videos' boxes, for a supervised oracle to compare against, into
+a separate folder that may not lie inside ROOT (nor ROOT inside it), in the test
+split's annotation layout:
+
+    DIR/tracks/train_XXXX.csv         anomalous training videos only
+    DIR/frame_labels/train_XXXX.npy   every training video
+    DIR/oracle.json                   what the folder is, seed, preset, counts
+
+ROOT's files are the same bytes with or without it, and none of them names DIR.
+
 Determinism: a video depends only on (seed, split, index) and the config; videos can
 be rendered by any number of worker processes, and x264 runs single-threaded, so two
 runs with one seed give byte-identical files (same platform and library versions).
@@ -41,6 +52,8 @@ __all__ = ["ANOMALY_TYPES", "PRESETS", "generate_benchmark", "plan_benchmark", "
 RECORD = "synth.json"
 RECORD_FORMAT = "patchvad-synth"
 RECORD_VERSION = 1
+ORACLE_RECORD = "oracle.json"
+ORACLE_FORMAT = "patchvad-synth-oracle"
 _SPLIT_CODE = {"train": 0, "test": 1}
 
 
@@ -81,7 +94,7 @@ def plan_benchmark(n_train: int, n_test: int, seed: int, preset: str | SynthConf
             specs.append(VideoSpec(
                 stem=f"{split}_{index:0{width}d}", split=split, index=index, label=int(label), kind=kind,
                 frames=int(rng.integers(config.frames[0], config.frames[1] + 1)),
-                camera=int(rng.integers(config.n_cameras)),
+                camera=-1 if config.camera_draw is not None else int(rng.integers(config.n_cameras)),
                 seed=(int(seed), _SPLIT_CODE[split], index)))
     return specs
 
@@ -91,13 +104,13 @@ def video_path(spec: VideoSpec) -> str:
     return f"videos/{spec.split}/{spec.stem}.mp4"
 
 
-def _produce(job: tuple[VideoSpec, SynthConfig, str]) -> dict:
-    """Render, encode and (test videos only) annotate one video. Runs in a worker."""
-    spec, config, root = job
+def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
+    """Render, encode and annotate one video (training videos only for an oracle). Runs in a worker."""
+    spec, config, root, oracle = job
     scene = build_scene(spec, config)
     frames = write_scene(scene, Path(root) / video_path(spec))
     result = {"stem": spec.stem, "frames": frames}
-    if spec.split == "test":
+    if spec.split == "test" or oracle:
         rows = scene.tracks() if spec.label == 1 else np.zeros((0, 6), dtype=np.int64)
         if spec.label == 1 and rows.shape[0] == 0:  # pragma: no cover - guarded by the builders
             raise DatasetError(f"anomaly '{spec.kind}' of {spec.stem} never became visible")
@@ -106,22 +119,48 @@ def _produce(job: tuple[VideoSpec, SynthConfig, str]) -> dict:
     return result
 
 
-def _prepare_root(root: Path, overwrite: bool) -> None:
+def _prepare_folder(root: Path, overwrite: bool, record: str = RECORD, what: str = "synthetic benchmark",
+                    folders: tuple[str, ...] = ("videos", "tracks", "frame_labels"),
+                    files: tuple[str, ...] = (MANIFEST,)) -> None:
+    """Make ``root`` ready for writing: new, empty, or (``overwrite``) holding an earlier
+    output of the same kind (``record``), of which ``folders`` and ``files`` are removed."""
     if root.exists() and not root.is_dir():
         raise DatasetError("exists and is not a folder", path=root)
     if root.exists() and any(root.iterdir()):
-        if not (root / RECORD).is_file():
-            raise DatasetError("folder is not empty and holds no earlier synthetic benchmark "
-                               f"({RECORD}); choose an empty or new folder", path=root)
+        if not (root / record).is_file():
+            raise DatasetError(f"folder is not empty and holds no earlier {what} "
+                               f"({record}); choose an empty or new folder", path=root)
         if not overwrite:
-            raise DatasetError("folder already holds a synthetic benchmark; pass overwrite=True "
+            raise DatasetError(f"folder already holds a {what}; pass overwrite=True "
                                "(CLI: --overwrite) to replace it", path=root)
         # Remove only what this generator writes, so nothing unrelated is lost.
-        for name in ("videos", "tracks", "frame_labels"):
+        for name in folders:
             shutil.rmtree(root / name, ignore_errors=True)
-        for name in (MANIFEST, RECORD):
+        for name in files + (record,):
             (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
+
+
+def check_oracle_folder(root: str | Path, oracle: str | Path) -> Path:
+    """The oracle label folder, refused when it lies inside the dataset root or holds it.
+
+    Training boxes inside ROOT would be within reach of every weakly supervised
+    method that reads the dataset; ROOT inside the oracle folder would put the two
+    trees' ``tracks/`` and ``frame_labels/`` a path segment apart. Symlinks are
+    followed before comparing.
+
+    Raises:
+        ConfigError: the folders are the same, or one lies inside the other.
+    """
+    r, o = Path(root).resolve(), Path(oracle).resolve()
+    if o == r or r in o.parents:
+        raise ConfigError(f"the oracle label folder {o} lies inside the dataset root {r}: training boxes "
+                          "there would be within reach of weakly supervised training; choose a folder "
+                          "outside the dataset root", path=oracle)
+    if o in r.parents:
+        raise ConfigError(f"the dataset root {r} lies inside the oracle label folder {o}; choose two "
+                          "separate folders, neither inside the other", path=oracle)
+    return o
 
 
 def _run_jobs(jobs: list[tuple], workers: int, progress) -> list[dict]:
@@ -143,7 +182,8 @@ def _run_jobs(jobs: list[tuple], workers: int, progress) -> list[dict]:
 
 
 def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, preset: str | SynthConfig = "default",
-                       workers: int = 1, overwrite: bool = False, progress=None) -> Path:
+                       workers: int = 1, overwrite: bool = False, progress=None,
+                       oracle_labels: str | Path | None = None) -> Path:
     """Generate a synthetic benchmark folder and return its root.
 
     Args:
@@ -156,19 +196,30 @@ def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, p
             not depend on it).
         overwrite: replace an earlier synthetic benchmark in ``root``.
         progress: optional callable ``(done, total)`` called after each video.
+        oracle_labels: a folder outside ``root`` that receives the training videos'
+            boxes and frame labels (for a supervised oracle only; see the module
+            docstring). None: training boxes are computed and written nowhere. The
+            folder must be empty or new, or hold earlier oracle labels and
+            ``overwrite`` be set.
 
     Raises:
-        ConfigError: unknown preset, invalid values or counts.
-        DatasetError: ``root`` is not usable.
+        ConfigError: unknown preset, invalid values or counts; ``oracle_labels``
+            inside ``root`` or holding it.
+        DatasetError: ``root`` or ``oracle_labels`` is not usable.
         VideoError: a video could not be encoded.
     """
     config = resolve_preset(preset)
     preset_name = preset if isinstance(preset, str) else config.name
     specs = plan_benchmark(n_train, n_test, seed, config)
     root = Path(root)
-    _prepare_root(root, overwrite)
+    oracle = None if oracle_labels is None else check_oracle_folder(root, oracle_labels)
+    _prepare_folder(root, overwrite)
+    if oracle is not None:
+        _prepare_folder(oracle, overwrite, ORACLE_RECORD, "set of oracle labels", ("tracks", "frame_labels"), ())
     workers = max(1, int(workers))
-    results = _run_jobs([(spec, config, str(root)) for spec in specs], workers, progress)
+    results = _run_jobs([(spec, config, str(root), oracle is not None) for spec in specs], workers, progress)
+    if oracle is not None:
+        _write_oracle(oracle, specs, results, seed, preset_name)
 
     test_records = []
     for spec, result in zip(specs, results):
@@ -216,9 +267,30 @@ def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, p
     return root
 
 
+def _write_oracle(oracle: Path, specs: list[VideoSpec], results: list[dict], seed: int, preset: str) -> None:
+    """The training videos' ground truth, in the test split's layout, and a record."""
+    train = [(spec, result) for spec, result in zip(specs, results) if spec.split == "train"]
+    for spec, result in train:
+        write_frame_labels(oracle, spec.stem, result["labels"])
+        if spec.label:
+            write_tracks(oracle, spec.stem, result["rows"])
+    atomic_write_json(oracle / ORACLE_RECORD, {
+        "format": ORACLE_FORMAT,
+        "version": RECORD_VERSION,
+        "seed": int(seed),
+        "preset": preset,
+        "purpose": "ground truth of the TRAINING videos, for a supervised oracle only; weakly supervised "
+                   "methods must not read it",
+        "counts": {"train": len(train), "train_anomalous": sum(spec.label for spec, _ in train)},
+        "layout": "tracks/<stem>.csv (anomalous videos) and frame_labels/<stem>.npy (every video), as the "
+                  "dataset root holds them for test videos; read with patchvad.data.folder.read_oracle_labels",
+    })
+
+
 def synth_command(root: str | Path, train: int | None = None, test: int | None = None, seed: int = 0,
-                  preset: str = "default", workers: int | None = None, overwrite: bool = False) -> int:
-    """``patchvad synth ROOT --train N --test M --seed S [--preset NAME]``.
+                  preset: str = "default", workers: int | None = None, overwrite: bool = False,
+                  oracle_labels: str | Path | None = None) -> int:
+    """``patchvad synth ROOT --train N --test M --seed S [--preset NAME] [--oracle-labels DIR]``.
 
     Counts default to the preset's ``default_train`` / ``default_test``; ``workers``
     defaults to the number of CPU cores. Prints a one-line summary; returns the
@@ -236,9 +308,12 @@ def synth_command(root: str | Path, train: int | None = None, test: int | None =
             print(f"\rsynth: {done}/{total} videos", end="" if done < total else "\n", file=sys.stderr)
 
     out = generate_benchmark(root, n_train, n_test, seed, preset=preset, workers=workers, overwrite=overwrite,
-                             progress=progress)
+                             progress=progress, oracle_labels=oracle_labels)
     seconds = time.perf_counter() - started
     frames = sum(spec.frames for spec in plan_benchmark(n_train, n_test, seed, config))
     print(f"synth: wrote {n_train} training and {n_test} test videos ({frames} frames, preset "
           f"'{preset}', seed {seed}) to {out} in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
+    if oracle_labels is not None:
+        print(f"synth: wrote the {n_train} training videos' oracle labels to {Path(oracle_labels)} "
+              f"(for a supervised oracle only)")
     return 0

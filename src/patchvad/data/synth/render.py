@@ -1,8 +1,8 @@
 """One synthetic video: its plan (:class:`VideoSpec`), its scene, its frames and its tracks.
 
 Everything about a video follows from its spec: the spec's seed is split into
-independent random streams for the camera variation, the event, the normal crowd
-and the sensor noise, so removing the anomalous agents (``frames(without_anomaly=
+independent random streams for the camera variation, the event, the normal crowd,
+the sensor noise and (presets with per-video cameras) the camera itself, so removing the anomalous agents (``frames(without_anomaly=
 True)``) changes nothing else in the picture. That makes the ground truth testable
 pixel by pixel: the frames with and without the anomaly differ only inside its boxes.
 """
@@ -22,8 +22,8 @@ from patchvad.data.synth.agents import (
 from patchvad.data.synth.anomalies import Context, Event, build_event
 from patchvad.data.synth.config import SynthConfig
 from patchvad.data.synth.scene import (
-    MARGIN, NOISE_BANK, NOISE_PAD, Camera, Photometry, View, background, draw_photometry, make_camera,
-    make_view, noise_bank,
+    MARGIN, NOISE_BANK, NOISE_PAD, Camera, Photometry, View, background, draw_camera, draw_photometry,
+    make_camera, make_view, noise_bank,
 )
 from patchvad.io.video import VideoWriter
 
@@ -47,7 +47,8 @@ class VideoSpec:
         kind: the anomaly type; for normal videos the type whose normal counterpart
             is staged (never written anywhere for training videos).
         frames: frame count.
-        camera: camera index.
+        camera: fixed camera index, or -1 when the video draws its own camera
+            (presets with ``camera_draw``).
         seed: entropy of the video's random streams.
     """
 
@@ -239,9 +240,11 @@ def _company(rng: np.random.Generator, ctx: Context, agents: list[Agent], event:
 
 def build_scene(spec: VideoSpec, config: SynthConfig) -> VideoScene:
     """Build a video's scene from its spec (deterministic: same spec, same scene)."""
-    streams = np.random.SeedSequence(list(spec.seed)).spawn(4)
-    r_scene, r_event, r_crowd, r_noise = (np.random.default_rng(s) for s in streams)
-    camera = get_camera(config, spec.camera)
+    # A child stream depends only on its index, so the fifth (the camera's) leaves
+    # the first four, and with them every fixed-camera video, as they were.
+    streams = np.random.SeedSequence(list(spec.seed)).spawn(5)
+    r_scene, r_event, r_crowd, r_noise, r_camera = (np.random.default_rng(s) for s in streams)
+    camera = get_camera(config, spec.camera) if config.camera_draw is None else draw_camera(r_camera, config)
     dx, dy = (int(v) for v in r_scene.integers(0, 2 * MARGIN + 1, 2))
     photo = draw_photometry(r_scene, config)
     view = make_view(camera, config, dx, dy)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import colorsys
+
 import numpy as np
 
-from patchvad.data.synth.config import SynthConfig
+from patchvad.data.synth.config import CameraDraw, SynthConfig
 
 #: Canvas border in px on every side; a video's crop moves by up to +-MARGIN.
 MARGIN = 6
@@ -126,6 +128,70 @@ _FACADE = [(182, 170, 150), (150, 92, 72), (200, 198, 192), (122, 126, 138), (17
 _ROOF = [(120, 70, 60), (96, 96, 104), (140, 132, 120), (80, 84, 92)]
 
 
+@dataclass(frozen=True)
+class Palette:
+    """The colours and light a camera is painted with (defaults: the fixed cameras').
+
+    Attributes:
+        grass, paving, facade, roof: candidate base colours (each camera picks one per
+            surface, per building or per roof).
+        sky: sky level at the top and at the building line (horizontal layouts).
+        sky_tint: per-channel factors of the sky.
+        road_grey: range of the asphalt's grey level.
+        strip: kerb strip colour; tree: crown colour.
+        light_gradient: largest illumination slope (+-) across the canvas.
+        light_across: the slope runs across the bands (else along them).
+    """
+
+    grass: tuple = tuple(_GRASS)
+    paving: tuple = tuple(_PAVING)
+    facade: tuple = tuple(_FACADE)
+    roof: tuple = tuple(_ROOF)
+    sky: tuple[float, float] = (200.0, 170.0)
+    sky_tint: tuple[float, float, float] = (0.85, 0.92, 1.0)
+    road_grey: tuple[float, float] = (68.0, 92.0)
+    strip: tuple = (150, 150, 146)
+    tree: tuple = (52, 98, 46)
+    light_gradient: float = 0.08
+    light_across: bool = False
+
+
+FIXED_PALETTE = Palette()
+
+
+def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
+    """HSV in [0, 1] (hue wraps) -> RGB in 8-bit levels."""
+    r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)
+    return 255.0 * r, 255.0 * g, 255.0 * b
+
+
+def draw_palette(rng: np.random.Generator, draw: CameraDraw) -> Palette:
+    """A camera's own palette: ground, paving, buildings, sky and light.
+
+    Ground is green to dry-yellow grass, or (a quarter of the cameras) sand or gravel;
+    paving any hue at low saturation; facades and roofs any hue; the sky clear,
+    overcast or low sun; asphalt from dark to pale grey.
+    """
+    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    if rng.random() < 0.25:
+        grass = [_hsv(u(0.06, 0.13), u(0.10, 0.35), u(0.45, 0.72)) for _ in range(2)]
+    else:
+        hue = u(0.14, 0.36)
+        grass = [_hsv(hue + u(-0.02, 0.02), u(0.30, 0.60), u(0.36, 0.58)) for _ in range(2)]
+    paving = [_hsv(u(0.0, 1.0), u(0.0, 0.25), u(0.50, 0.85)) for _ in range(2)]
+    facade = [_hsv(u(0.0, 1.0), u(0.05, 0.50), u(0.40, 0.85)) for _ in range(5)]
+    roof = [_hsv(u(0.0, 1.0), u(0.05, 0.45), u(0.28, 0.62)) for _ in range(4)]
+    sky_kind = int(rng.integers(3))
+    sky_tint = [(0.78, 0.88, 1.0), (0.96, 0.97, 1.0), (1.0, 0.84, 0.70)][sky_kind]
+    top = u(170.0, 235.0)
+    grey = u(52.0, 118.0)
+    return Palette(grass=tuple(grass), paving=tuple(paving), facade=tuple(facade), roof=tuple(roof),
+                   sky=(top, top - u(0.0, 45.0)), sky_tint=sky_tint, road_grey=(grey, grey + 8.0),
+                   strip=_hsv(u(0.0, 1.0), u(0.0, 0.15), u(0.45, 0.75)),
+                   tree=_hsv(u(0.05, 0.36), u(0.40, 0.70), u(0.25, 0.45)),
+                   light_gradient=float(draw.light_gradient), light_across=bool(rng.random() < 0.5))
+
+
 def _value_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
     """Smooth noise in [-1, 1]: a random lattice with spacing ``cell`` px, bilinearly upsampled."""
     h, w = shape
@@ -155,10 +221,10 @@ def _texture(rng, shape, base, coarse: float, fine: float) -> np.ndarray:
     return np.asarray(base, dtype=np.float32)[None, None, :] + lum[:, :, None]
 
 
-def _paint_walkway(rng, img, lo: float, hi: float) -> None:
+def _paint_walkway(rng, img, lo: float, hi: float, palette: Palette) -> None:
     """Paving: tiles with darker joints and a little per-tile shade (texture for the model)."""
     c, n = img.shape[:2]
-    base = _jitter(rng, _PAVING[rng.integers(len(_PAVING))], 8)
+    base = _jitter(rng, palette.paving[rng.integers(len(palette.paving))], 8)
     tex = _texture(rng, (c, n), base, 6.0, 3.0)
     tile = int(rng.integers(10, 16))
     a, b = int(round(lo)), int(round(hi))
@@ -173,10 +239,10 @@ def _paint_walkway(rng, img, lo: float, hi: float) -> None:
     img[b - 2:b] *= 0.7
 
 
-def _paint_road(rng, img, lo: float, hi: float) -> None:
+def _paint_road(rng, img, lo: float, hi: float, palette: Palette) -> None:
     """Asphalt with patches, white edge lines and a dashed centre line."""
     c, n = img.shape[:2]
-    grey = float(rng.uniform(68, 92))
+    grey = float(rng.uniform(*palette.road_grey))
     tex = _texture(rng, (c, n), (grey, grey, grey + 3), 5.0, 4.0)
     a, b = int(round(lo)), int(round(hi))
     img[a:b] = tex[a:b]
@@ -191,17 +257,17 @@ def _paint_road(rng, img, lo: float, hi: float) -> None:
         img[mid - 1:mid + 1, max(s, 0):max(s + dash, 0)] = (230.0, 226.0, 200.0)
 
 
-def _paint_buildings_side(rng, img, lo: float, hi: float) -> None:
+def _paint_buildings_side(rng, img, lo: float, hi: float, palette: Palette) -> None:
     """Building facades with window grids standing on the far edge (horizontal layouts)."""
     n = img.shape[1]
     a, b = int(round(lo)), int(round(hi))
-    sky = np.linspace(200, 170, max(b - a, 1), dtype=np.float32)[:, None]
-    img[a:b] = np.concatenate([sky * 0.85, sky * 0.92, sky], axis=1)[:, None, :]
+    sky = np.linspace(*palette.sky, max(b - a, 1), dtype=np.float32)[:, None]
+    img[a:b] = np.concatenate([sky * f for f in palette.sky_tint], axis=1)[:, None, :]
     x = -int(rng.integers(0, 30))
     while x < n:
         bw = int(rng.integers(40, 110))
         top = a + int(rng.integers(0, max(1, int(0.45 * (b - a)))))
-        colour = _jitter(rng, _FACADE[rng.integers(len(_FACADE))], 10)
+        colour = _jitter(rng, palette.facade[rng.integers(len(palette.facade))], 10)
         x0, x1 = max(x, 0), min(x + bw, n)
         if x1 > x0:
             img[top:b, x0:x1] = _texture(rng, (b - top, x1 - x0), colour, 4.0, 2.0)
@@ -223,7 +289,7 @@ def _paint_buildings_side(rng, img, lo: float, hi: float) -> None:
         x += bw + int(rng.integers(0, 12))
 
 
-def _paint_roofs(rng, img, lo: float, hi: float) -> None:
+def _paint_roofs(rng, img, lo: float, hi: float, palette: Palette) -> None:
     """Roofs seen from above (vertical layouts): rectangles with a ridge line and a shadow."""
     n = img.shape[1]
     a, b = int(round(lo)), int(round(hi))
@@ -233,7 +299,7 @@ def _paint_roofs(rng, img, lo: float, hi: float) -> None:
     while y < n:
         length = int(rng.integers(40, 90))
         inset = int(rng.integers(2, 8))
-        colour = _jitter(rng, _ROOF[rng.integers(len(_ROOF))], 10)
+        colour = _jitter(rng, palette.roof[rng.integers(len(palette.roof))], 10)
         y0, y1 = max(y, 0), min(y + length, n)
         r0, r1 = a + inset, b - inset
         if y1 > y0 and r1 > r0 + 4:
@@ -271,16 +337,33 @@ def _free_spots(rng, zones: list[tuple[float, float]], n_along: int, count: int,
     return spots
 
 
-def make_camera(config: SynthConfig, index: int) -> Camera:
-    """Paint camera ``index`` of a preset (deterministic in ``config.scene_seed`` and index).
+@dataclass(frozen=True)
+class _Layout:
+    """A camera's geometry in canvas coordinates (see :class:`Camera`); ``buildings`` is
+    the cross extent of the facades (horizontal) or of the near roofs (vertical)."""
 
-    Cameras 2, 5, 8, ... are vertical layouts, the others horizontal, so every preset
-    with three or more cameras has both kinds.
-    """
-    rng = np.random.default_rng([config.scene_seed, 7919, index])
-    orient = "v" if index % 3 == 2 else "h"
-    H, W = config.height + 2 * MARGIN, config.width + 2 * MARGIN
-    cross_n, along_n = (H, W) if orient == "h" else (W, H)
+    orient: str
+    flow: int
+    walk: tuple[float, float]
+    road: tuple[float, float]
+    lanes: tuple[tuple[float, int], ...]
+    perspective: tuple[float, float]
+    buildings: tuple[float, float]
+
+
+def _lanes(orient: str, road: tuple[float, float], first_dir: int) -> tuple[tuple[float, int], ...]:
+    rw = road[1] - road[0]
+    if orient == "h":
+        # Side view: a car's anchor is where its wheels touch the road.
+        pos = (road[0] + 0.45 * rw, road[0] + 0.90 * rw)
+    else:
+        # Top view: a car's anchor is its centre.
+        pos = (road[0] + 0.28 * rw, road[0] + 0.72 * rw)
+    return (pos[0], first_dir), (pos[1], -first_dir)
+
+
+def _fixed_layout(rng: np.random.Generator, config: SynthConfig, orient: str) -> _Layout:
+    """The geometry of a fixed camera (narrow ranges: the presets' six to ten streets)."""
     C = float(config.height if orient == "h" else config.width)
     m = float(MARGIN)
     frac = lambda lo, hi: float(rng.uniform(lo, hi)) * C  # noqa: E731
@@ -298,49 +381,113 @@ def make_camera(config: SynthConfig, index: int) -> Camera:
             r0 = w1 + frac(0.03, 0.05)
             r1 = r0 + frac(0.20, 0.25)
         walk, road = (w0 + m, w1 + m), (r0 + m, r1 + m)
-        rw = road[1] - road[0]
-        # Side view: a car's anchor is where its wheels touch the road.
-        lane_pos = (road[0] + 0.45 * rw, road[0] + 0.90 * rw)
         buildings = (0.0, top + m)
     else:
         ww, g, rw = frac(0.25, 0.31), frac(0.02, 0.04), frac(0.20, 0.25)
-        span = ww + g + rw
-        left = float(rng.uniform(0.08 * C, C - span - 0.08 * C))
-        road_right = bool(rng.random() < 0.5)
-        if road_right:
-            walk = (left + m, left + ww + m)
-            road = (walk[1] + g, walk[1] + g + rw)
-        else:
-            road = (left + m, left + rw + m)
-            walk = (road[1] + g, road[1] + g + ww)
-        # Top view: a car's anchor is its centre.
-        lane_pos = (road[0] + 0.28 * (road[1] - road[0]), road[0] + 0.72 * (road[1] - road[0]))
+        walk, road = _vertical_bands(rng, C, ww, g, rw)
         buildings = (0.0, min(walk[0], road[0]) - 14.0)
     flow = 1 if rng.random() < 0.5 else -1
     first_dir = 1 if rng.random() < 0.5 else -1
-    lanes = ((lane_pos[0], first_dir), (lane_pos[1], -first_dir))
     perspective = (float(rng.uniform(0.74, 0.84)), float(rng.uniform(1.04, 1.14)))
+    return _Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
 
-    img = _texture(rng, (cross_n, along_n), _jitter(rng, _GRASS[rng.integers(len(_GRASS))], 10), 12.0, 5.0)
+
+def _vertical_bands(rng: np.random.Generator, C: float, ww: float, g: float, rw: float):
+    """Walkway and road extents of a vertical layout, somewhere across the frame."""
+    m = float(MARGIN)
+    span = ww + g + rw
+    left = float(rng.uniform(0.08 * C, C - span - 0.08 * C))
+    road_right = bool(rng.random() < 0.5)
+    if road_right:
+        walk = (left + m, left + ww + m)
+        road = (walk[1] + g, walk[1] + g + rw)
+    else:
+        road = (left + m, left + rw + m)
+        walk = (road[1] + g, road[1] + g + ww)
+    return walk, road
+
+
+def _drawn_layout(rng: np.random.Generator, config: SynthConfig, draw: CameraDraw) -> _Layout:
+    """A video's own geometry: orientation, band order, positions and widths, flow and
+    lane directions, perspective, all within ``draw``'s ranges."""
+    orient = "v" if rng.random() < draw.vertical else "h"
+    C = float(config.height if orient == "h" else config.width)
+    m = float(MARGIN)
+    frac = lambda rg: float(rng.uniform(*rg)) * C  # noqa: E731
+    ww, g, rw = frac(draw.walk_width), frac(draw.gap), frac(draw.road_width)
+    if orient == "h":
+        lead = frac(draw.lead)
+        # The horizon comes down only as far as the bands leave room (4% kept below them).
+        room = 0.96 * C - (lead + ww + g + rw)
+        top = float(rng.uniform(draw.horizon[0] * C, max(draw.horizon[0] * C, min(draw.horizon[1] * C, room))))
+        first = top + lead
+        if rng.random() < 0.5:       # road on the far side
+            road = (first + m, first + rw + m)
+            walk = (road[1] + g, road[1] + g + ww)
+        else:
+            walk = (first + m, first + ww + m)
+            road = (walk[1] + g, walk[1] + g + rw)
+        buildings = (0.0, top + m)
+    else:
+        walk, road = _vertical_bands(rng, C, ww, g, rw)
+        buildings = (0.0, min(walk[0], road[0]) - 14.0)
+    flow = 1 if rng.random() < 0.5 else -1
+    first_dir = 1 if rng.random() < 0.5 else -1
+    perspective = (float(rng.uniform(*draw.perspective_top)), float(rng.uniform(*draw.perspective_bottom)))
+    return _Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
+
+
+def make_camera(config: SynthConfig, index: int) -> Camera:
+    """Paint fixed camera ``index`` of a preset (deterministic in ``config.scene_seed`` and index).
+
+    Cameras 2, 5, 8, ... are vertical layouts, the others horizontal, so every preset
+    with three or more cameras has both kinds.
+    """
+    rng = np.random.default_rng([config.scene_seed, 7919, index])
+    layout = _fixed_layout(rng, config, "v" if index % 3 == 2 else "h")
+    return _paint_camera(rng, config, index, layout, FIXED_PALETTE)
+
+
+def draw_camera(rng: np.random.Generator, config: SynthConfig) -> Camera:
+    """Paint a video's own camera from its random stream (``config.camera_draw`` set).
+
+    Layout, palette, light and perspective are all drawn from ``rng``; the camera's
+    index is -1 (it belongs to one video).
+    """
+    draw = config.camera_draw
+    if draw is None:  # pragma: no cover - programming error
+        raise ValueError(f"preset '{config.name}' has fixed cameras")
+    layout = _drawn_layout(rng, config, draw)
+    return _paint_camera(rng, config, -1, layout, draw_palette(rng, draw))
+
+
+def _paint_camera(rng: np.random.Generator, config: SynthConfig, index: int, layout: _Layout,
+                  palette: Palette) -> Camera:
+    """Paint the canvas of a layout: ground, road, walkway, kerb strip, buildings, trees, light."""
+    orient, walk, road, buildings = layout.orient, layout.walk, layout.road, layout.buildings
+    H, W = config.height + 2 * MARGIN, config.width + 2 * MARGIN
+    cross_n, along_n = (H, W) if orient == "h" else (W, H)
+    grass = palette.grass[rng.integers(len(palette.grass))]
+    img = _texture(rng, (cross_n, along_n), _jitter(rng, grass, 10), 12.0, 5.0)
     # A second, darker grass species in patches.
     patches = _value_noise(rng, (cross_n, along_n), 30.0)
     img *= (1.0 - 0.08 * (patches > 0.3))[:, :, None]
-    _paint_road(rng, img, *road)
-    _paint_walkway(rng, img, *walk)
+    _paint_road(rng, img, *road, palette)
+    _paint_walkway(rng, img, *walk, palette)
     strip = (min(walk[1], road[1]), max(walk[0], road[0]))
     if strip[1] - strip[0] >= 3:
         img[int(round(strip[0])):int(round(strip[1]))] = _texture(
-            rng, (int(round(strip[1])) - int(round(strip[0])), along_n), (150, 150, 146), 3.0, 3.0)
+            rng, (int(round(strip[1])) - int(round(strip[0])), along_n), palette.strip, 3.0, 3.0)
         # Bollards on the strip between road and walkway.
         step = int(rng.integers(28, 48))
         for s in range(int(rng.integers(0, step)), along_n, step):
             _stamp_disc(img, (strip[0] + strip[1]) / 2, s, 1.6, (60, 60, 64))
     if orient == "h":
-        _paint_buildings_side(rng, img, *buildings)
+        _paint_buildings_side(rng, img, *buildings, palette)
     else:
-        _paint_roofs(rng, img, *buildings)
+        _paint_roofs(rng, img, *buildings, palette)
         far = (max(walk[1], road[1]) + 14.0, float(cross_n))
-        _paint_roofs(rng, img, *far)
+        _paint_roofs(rng, img, *far, palette)
     # Trees and benches only where grass is, so no agent ever walks "through" them.
     lo_edge = min(walk[0], road[0])
     hi_edge = max(walk[1], road[1])
@@ -350,17 +497,20 @@ def make_camera(config: SynthConfig, index: int) -> Camera:
     for cy, cx in _free_spots(rng, grass_zones, along_n, int(rng.integers(3, 8)), 9.0):
         r = float(rng.uniform(5, 9))
         _stamp_disc(img, cy + 2, cx + 2, r, (40, 60, 35))           # shadow
-        _stamp_disc(img, cy, cx, r, _jitter(rng, (52, 98, 46), 12), shade=0.5)
+        _stamp_disc(img, cy, cx, r, _jitter(rng, palette.tree, 12), shade=0.5)
     for cy, cx in _free_spots(rng, grass_zones, along_n, int(rng.integers(0, 3)), 4.0):
         a0, b0 = int(cy) - 2, int(cy) + 2
         img[a0:b0, int(cx):int(cx) + 14] = (112, 82, 56)
     # A gentle illumination gradient (sun from one side).
-    grad = 1.0 + float(rng.uniform(-0.08, 0.08)) * np.linspace(-1, 1, along_n, dtype=np.float32)
-    img *= grad[None, :, None]
+    slope = float(rng.uniform(-palette.light_gradient, palette.light_gradient))
+    if palette.light_across:
+        img *= (1.0 + slope * np.linspace(-1, 1, cross_n, dtype=np.float32))[:, None, None]
+    else:
+        img *= (1.0 + slope * np.linspace(-1, 1, along_n, dtype=np.float32))[None, :, None]
     img = np.clip(img, 0, 255).astype(np.float32)
     canvas = img if orient == "h" else np.ascontiguousarray(img.transpose(1, 0, 2))
-    return Camera(index=index, orient=orient, flow=flow, walk=walk, road=road, lanes=lanes,
-                  perspective=perspective, canvas=canvas)
+    return Camera(index=index, orient=orient, flow=layout.flow, walk=walk, road=road, lanes=layout.lanes,
+                  perspective=layout.perspective, canvas=canvas)
 
 
 def make_view(camera: Camera, config: SynthConfig, dx: int, dy: int) -> View:
@@ -378,8 +528,9 @@ def make_view(camera: Camera, config: SynthConfig, dx: int, dy: int) -> View:
 
 def draw_photometry(rng: np.random.Generator, config: SynthConfig) -> Photometry:
     """Per-video camera response (brightness, contrast-like gain, tint, noise)."""
+    tint = (0.95, 1.05) if config.camera_draw is None else config.camera_draw.tint
     return Photometry(gain=float(rng.uniform(*config.gain)),
-                      tint=tuple(float(v) for v in rng.uniform(0.95, 1.05, 3)),
+                      tint=tuple(float(v) for v in rng.uniform(*tint, 3)),
                       offset=float(rng.uniform(*config.offset)),
                       noise_sigma=float(rng.uniform(*config.noise_sigma)))
 
