@@ -1,19 +1,27 @@
-"""The synthetic benchmark: a valid folder, exact boxes, weak supervision on disk, determinism."""
+"""The synthetic benchmark: a valid folder, exact boxes, weak supervision on disk, determinism,
+a new camera per video (newcam presets), oracle labels outside the dataset root."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from patchvad.data.folder import DatasetFolder
+from patchvad.cli import main as cli_main
+from patchvad.data.folder import DatasetFolder, read_oracle_labels
 from patchvad.data.synth import (
     ANOMALY_TYPES, PRESETS, SynthConfig, VideoSpec, build_scene, generate_benchmark, plan_benchmark,
     synth_command,
 )
+from patchvad.data.synth.config import CameraDraw
+from patchvad.data.synth.generate import ORACLE_RECORD
+from patchvad.data.synth.render import VideoScene
 from patchvad.data.synth.stats import measure
 from patchvad.errors import ConfigError, DatasetError
 from patchvad.io.files import sha256_file
@@ -31,10 +39,16 @@ def _entries(root: Path, split: str):
     return [e for e in DatasetFolder(root).entries if e.split == split]
 
 
-def _type_scene(kind: str, camera: int, frames: int = 170, variant: int = 0):
+def _type_scene(kind: str, camera: int, frames: int = 170, variant: int = 0, config: SynthConfig | None = None):
     spec = VideoSpec(stem="probe", split="test", index=0, label=1, kind=kind, frames=frames, camera=camera,
                      seed=(77, variant, ANOMALY_TYPES.index(kind)))
-    return build_scene(spec, PRESETS["default"])
+    return build_scene(spec, PRESETS["default"] if config is None else config)
+
+
+def _newcam(vertical: float) -> SynthConfig:
+    """The newcam preset with its layouts forced horizontal (0) or vertical (1); all else drawn."""
+    base = PRESETS["newcam"]
+    return dataclasses.replace(base, camera_draw=dataclasses.replace(base.camera_draw, vertical=vertical))
 
 
 # --- the folder ------------------------------------------------------------------------
@@ -134,10 +148,7 @@ def test_another_seed_gives_other_videos() -> None:
 # --- the ground truth lies on the drawn object ---------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ANOMALY_TYPES)
-@pytest.mark.parametrize("camera", [0, 2])           # a horizontal and a vertical layout
-def test_boxes_are_tight_around_the_drawn_anomaly(kind: str, camera: int) -> None:
-    scene = _type_scene(kind, camera)
+def _assert_boxes_tight(scene: VideoScene, kind: str) -> None:
     rows = scene.tracks()
     labelled = np.unique(rows[:, 1])
     assert labelled.size >= 20
@@ -159,6 +170,20 @@ def test_boxes_are_tight_around_the_drawn_anomaly(kind: str, camera: int) -> Non
         ious.append(inter / union)
     # Boxes are amodal, so a passer-by in front can hide part of the object now and then.
     assert np.mean(ious) > 0.9, (kind, ious)
+
+
+@pytest.mark.parametrize("kind", ANOMALY_TYPES)
+@pytest.mark.parametrize("camera", [0, 2])           # a horizontal and a vertical layout
+def test_boxes_are_tight_around_the_drawn_anomaly(kind: str, camera: int) -> None:
+    _assert_boxes_tight(_type_scene(kind, camera), kind)
+
+
+@pytest.mark.parametrize("kind", ANOMALY_TYPES)
+@pytest.mark.parametrize("vertical", [0.0, 1.0])
+def test_boxes_are_tight_on_a_video_with_its_own_camera(kind: str, vertical: float) -> None:
+    scene = _type_scene(kind, -1, variant=3, config=_newcam(vertical))
+    assert scene.camera.index == -1 and scene.view.orient == ("v" if vertical else "h")
+    _assert_boxes_tight(scene, kind)
 
 
 @pytest.mark.parametrize("kind", ANOMALY_TYPES)
@@ -255,3 +280,233 @@ def test_measured_distributions_are_sane() -> None:
     assert result["area_pct/all"]["max"] < 6.0
     assert 10.0 <= result["duration_pct/all"]["median"] <= 45.0
     assert 25 <= result["normal_person_h"]["median"] <= 45
+
+
+# --- fixed cameras are as they were -------------------------------------------------------
+
+
+def test_fixed_camera_presets_render_as_before() -> None:
+    """Digests of the fixed presets' output taken before per-video cameras existed: the
+    demo's numbers depend on these videos staying the same (same numpy; the mp4 bytes
+    were compared too, see docs/synthetic.md)."""
+    config = PRESETS["default"]
+    from patchvad.data.synth.scene import make_camera
+    canvases = hashlib.sha256()
+    for index in range(config.n_cameras):
+        canvases.update(make_camera(config, index).canvas.tobytes())
+    assert canvases.hexdigest() == "c1bb15788c2d91531ec9defeebb52f9cfc88d88092249ff343f07a52d158ae94"
+    specs = {s.stem: s for s in plan_benchmark(2, 4, 7)}
+    expected = {   # stem: (camera, sha256 of the background, sha256 of the track rows)
+        "test_0002": (3, "461f0c01c11696b9c26b2d5927a0fce9bfbf0b0b02a56fa7e6a27c26080a763f",
+                      "78098ac323cd8ecc2046ebb7742c4948f82debc8c2f5f5363c4de4b71f238614"),
+        "test_0003": (5, "b1b06d128c689917abe6c21d2c33d44399f40ee353765e529766bb503937a975",
+                      "a40ecfdb658715f5a2ee1761dcc92df5016ce87e51b69735f7f8867aa300ad62"),
+        "train_0001": (2, "a2cd89f696c7185cbf23ceb2d7de39f1dc47ad409f7377809b36fe20d7dc84ff",
+                       "17f1a7b1df45778aeefd608d886bab96bd4e4a9bd1f68c1a20d7980b3febebcd"),
+    }
+    for stem, (camera, background, tracks) in expected.items():
+        scene = build_scene(specs[stem], config)
+        assert specs[stem].camera == camera
+        assert hashlib.sha256(scene.background.tobytes()).hexdigest() == background, stem
+        assert hashlib.sha256(scene.tracks().tobytes()).hexdigest() == tracks, stem
+    assert "camera_draw" not in config.to_dict()        # synth.json of a fixed preset keeps its keys
+
+
+# --- a new camera in every video (newcam presets) -----------------------------------------
+
+
+def _camera_facts(scene: VideoScene) -> tuple:
+    """Layout, flow, perspective and palette statistics of a video's camera."""
+    cam = scene.camera
+    a, b = int(cam.walk[0]), int(cam.walk[1])
+    walkway = cam.canvas[a:b] if cam.orient == "h" else cam.canvas[:, a:b]
+    return (cam.orient, cam.flow, round(cam.walk[0], 3), round(cam.road[0], 3), round(cam.perspective[0], 4),
+            round(cam.perspective[1], 4), tuple(np.round(walkway.reshape(-1, 3).mean(axis=0), 2)),
+            tuple(np.round(cam.canvas.reshape(-1, 3).mean(axis=0), 2)))
+
+
+def test_every_newcam_video_has_its_own_camera_and_fixed_presets_share_theirs() -> None:
+    n = 12
+    own = [build_scene(s, PRESETS["newcam-tiny"]) for s in plan_benchmark(0, n, 4, "newcam-tiny")]
+    assert all(sc.spec.camera == -1 and sc.camera.index == -1 for sc in own)
+    facts = [_camera_facts(sc) for sc in own]
+    for field in range(2, len(facts[0])):              # orientation and flow have two values each
+        assert len({f[field] for f in facts}) == n, f"camera fact {field} repeats among newcam videos"
+    assert {f[0] for f in facts} == {"h", "v"} and {f[1] for f in facts} == {-1, 1}
+    assert np.std([f[4] for f in facts]) > 0.05         # the perspective's scale gradient varies
+    for i in range(n):
+        for j in range(i + 1, n):
+            assert own[i].camera.canvas.shape != own[j].camera.canvas.shape or \
+                not np.array_equal(own[i].camera.canvas, own[j].camera.canvas)
+    # Fixed cameras: videos that film one camera share its layout, palette and perspective.
+    fixed = [build_scene(s, PRESETS["tiny"]) for s in plan_benchmark(0, n, 4, "tiny")]
+    by_camera: dict[int, set] = {}
+    for sc in fixed:
+        by_camera.setdefault(sc.spec.camera, set()).add(_camera_facts(sc))
+    assert all(len(v) == 1 for v in by_camera.values()) and len(by_camera) <= PRESETS["tiny"].n_cameras
+    assert max(len([sc for sc in fixed if sc.spec.camera == c]) for c in by_camera) >= 2
+
+
+def test_newcam_video_is_a_function_of_its_seed() -> None:
+    config = PRESETS["newcam-tiny"]
+    spec = plan_benchmark(0, 2, 9, config)[1]
+    a, b = build_scene(spec, config), build_scene(spec, config)
+    assert _camera_facts(a) == _camera_facts(b) and np.array_equal(a.background, b.background)
+    assert all(np.array_equal(x, y) for x, y in zip(a.frames(), b.frames()))
+    other = build_scene(dataclasses.replace(spec, seed=(10,) + spec.seed[1:]), config)
+    assert _camera_facts(other) != _camera_facts(a)
+
+
+N_NEWCAM_TRAIN, N_NEWCAM_TEST, NEWCAM_SEED = 6, 4, 2
+
+
+@pytest.fixture(scope="module")
+def newcam(tmp_path_factory) -> tuple[Path, Path]:
+    """A newcam-tiny benchmark and, outside it, its training videos' oracle labels."""
+    base = tmp_path_factory.mktemp("newcam")
+    root = generate_benchmark(base / "root", N_NEWCAM_TRAIN, N_NEWCAM_TEST, NEWCAM_SEED, preset="newcam-tiny",
+                              oracle_labels=base / "oracle")
+    return root, base / "oracle"
+
+
+def test_newcam_is_deterministic_and_oracle_labels_change_nothing_in_root(newcam, tmp_path: Path) -> None:
+    root, _ = newcam
+    # Again with another worker count and without oracle labels: the same bytes.
+    again = generate_benchmark(tmp_path / "again", N_NEWCAM_TRAIN, N_NEWCAM_TEST, NEWCAM_SEED,
+                               preset="newcam-tiny", workers=2)
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".mp4"]) == N_NEWCAM_TRAIN + N_NEWCAM_TEST
+    for rel in files:
+        assert sha256_file(root / rel) == sha256_file(again / rel), rel
+    record = json.loads((root / "synth.json").read_text())
+    assert record["preset"] == "newcam-tiny" and record["parameters"]["camera_draw"]["vertical"] == 0.35
+    assert {r["camera"] for r in record["test_videos"]} == {-1}
+
+
+def test_nothing_under_root_holds_training_boxes(newcam) -> None:
+    root, oracle = newcam
+    train = _entries(root, "train")
+    stems = {e.stem for e in train}
+    assert {e.cls for e in train} <= {"normal", "anomalous"}
+    assert {p.stem for p in (root / "tracks").iterdir()} <= {e.stem for e in _entries(root, "test")}
+    oracle_names = (str(oracle), str(oracle.resolve()), oracle.name)
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix != ".mp4":
+            text = path.read_bytes()
+            if path.name != "manifest.csv":
+                assert not any(stem.encode() in text for stem in stems), path
+            assert not any(name.encode() in text for name in oracle_names), path
+
+
+def test_oracle_labels_round_trip_and_match_the_generators_boxes(newcam) -> None:
+    root, oracle = newcam
+    train = DatasetFolder(root).train_set()
+    got = read_oracle_labels(oracle, train)
+    specs = {s.stem: s for s in plan_benchmark(N_NEWCAM_TRAIN, N_NEWCAM_TEST, NEWCAM_SEED, "newcam-tiny")}
+    assert list(got) == [e.stem for e in train] and int(train.labels.sum()) == N_NEWCAM_TRAIN // 2
+    for entry in train:
+        gt = got[entry.stem]
+        scene = build_scene(specs[entry.stem], PRESETS["newcam-tiny"])
+        assert gt.frame_count == entry.frames == scene.n_frames
+        if entry.label:
+            expected = scene.tracks()
+            assert expected.shape[0] > 0 and np.array_equal(gt.regions, expected), entry.stem
+            assert np.array_equal(gt.frame_labels, scene.frame_labels(expected))
+        else:
+            assert gt.regions.shape[0] == 0 and not gt.frame_labels.any()
+    assert {p.stem for p in (oracle / "tracks").iterdir()} == {e.stem for e in train if e.label}
+    record = json.loads((oracle / ORACLE_RECORD).read_text())
+    assert record["counts"] == {"train": N_NEWCAM_TRAIN, "train_anomalous": N_NEWCAM_TRAIN // 2}
+    with pytest.raises(DatasetError, match="no oracle labels for video"):
+        read_oracle_labels(oracle, DatasetFolder(root).test_set())
+    with pytest.raises(DatasetError, match="oracle label folder not found"):
+        read_oracle_labels(oracle / "missing", train)
+
+
+def test_decoded_newcam_video_differs_from_the_scene_without_anomaly_inside_the_boxes(newcam) -> None:
+    root, _ = newcam
+    specs = {s.stem: s for s in plan_benchmark(N_NEWCAM_TRAIN, N_NEWCAM_TEST, NEWCAM_SEED, "newcam-tiny")}
+    test = DatasetFolder(root).test_set()
+    checked = 0
+    for entry in test:
+        if not entry.label:
+            continue
+        gt = test.ground_truth(entry)
+        clean = build_scene(specs[entry.stem], PRESETS["newcam-tiny"]).frames(without_anomaly=True)
+        inside, outside = [], []
+        for t, (decoded, without) in enumerate(zip(VideoReader(entry.path).frames(), clean)):
+            boxes = gt.boxes_of_frame(t)
+            if boxes.shape[0] == 0:
+                continue
+            err = np.abs(decoded.astype(np.int16) - without.astype(np.int16)).mean(axis=2)
+            mask = np.zeros(err.shape, dtype=bool)
+            for x1, y1, x2, y2 in boxes:
+                mask[y1:y2 + 1, x1:x2 + 1] = True
+            inside.append(err[mask].mean())
+            outside.append(err[~mask].mean())
+        assert np.mean(inside) > 5 * np.mean(outside), (entry.cls, np.mean(inside), np.mean(outside))
+        checked += 1
+    assert checked == N_NEWCAM_TEST // 2
+
+
+def test_without_the_flag_no_training_boxes_are_computed(tmp_path: Path, monkeypatch) -> None:
+    asked: list[str] = []
+    original = VideoScene.tracks
+
+    def spy(self: VideoScene) -> np.ndarray:
+        asked.append(self.spec.split)
+        return original(self)
+
+    monkeypatch.setattr(VideoScene, "tracks", spy)
+    root = generate_benchmark(tmp_path / "s", 4, 2, 0, preset="newcam-tiny", workers=1)
+    assert asked == ["test"] and sum(e.label for e in _entries(root, "test")) == 1
+    assert not (tmp_path / "s" / ORACLE_RECORD).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_oracle_folder_inside_root_is_refused(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "root"
+    for oracle in (root, root / "oracle", root / "videos" / "x"):
+        with pytest.raises(ConfigError, match="lies inside the dataset root"):
+            generate_benchmark(root, 2, 2, 0, preset="newcam-tiny", oracle_labels=oracle)
+    with pytest.raises(ConfigError, match="lies inside the oracle label folder"):
+        generate_benchmark(tmp_path / "o" / "root", 2, 2, 0, preset="newcam-tiny", oracle_labels=tmp_path / "o")
+    # A link outside that points into the root is followed before comparing.
+    root.mkdir()
+    os.symlink(root, tmp_path / "link")
+    with pytest.raises(ConfigError, match="lies inside the dataset root"):
+        generate_benchmark(root, 2, 2, 0, preset="newcam-tiny", oracle_labels=tmp_path / "link" / "oracle")
+    assert list(root.iterdir()) == [] and not (tmp_path / "o").exists()     # refused before writing anything
+    assert cli_main(["synth", str(root), "--train", "2", "--test", "2", "--preset", "newcam-tiny",
+                     "--oracle-labels", str(root / "oracle")]) == 2
+    assert "lies inside the dataset root" in capsys.readouterr().err and list(root.iterdir()) == []
+
+
+def test_oracle_folder_safety(newcam, tmp_path: Path) -> None:
+    _, oracle = newcam
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="no earlier set of oracle labels"):
+        generate_benchmark(tmp_path / "r", 1, 1, 0, preset="newcam-tiny", oracle_labels=foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    with pytest.raises(DatasetError, match="already holds a set of oracle labels"):
+        generate_benchmark(tmp_path / "r2", 1, 1, 0, preset="newcam-tiny", oracle_labels=oracle)
+
+
+def test_newcam_presets_and_camera_ranges_are_validated() -> None:
+    for name in ("newcam", "newcam-large", "newcam-tiny"):
+        config = PRESETS[name]
+        assert config.camera_draw is not None and config.validate() is config
+        assert "camera_draw" in config.to_dict()
+    assert PRESETS["newcam-large"].default_train >= 960
+    assert dataclasses.replace(PRESETS["newcam-large"], name="newcam", default_train=240,
+                               default_test=60) == PRESETS["newcam"]
+    with pytest.raises(ConfigError, match="camera_draw.widths"):
+        dataclasses.replace(PRESETS["newcam"], camera_draw=CameraDraw(walk_width=(0.3, 0.5))).validate()
+    with pytest.raises(ConfigError, match="camera_draw.perspective"):
+        dataclasses.replace(PRESETS["newcam"], camera_draw=CameraDraw(perspective_top=(0.5, 1.2))).validate()
+    with pytest.raises(ConfigError, match="camera_draw.vertical"):
+        dataclasses.replace(PRESETS["newcam"], camera_draw=CameraDraw(vertical=1.5)).validate()
+    result = measure("newcam-tiny", videos=14, seed=2)["summaries"]
+    assert result["area_pct/all"]["max"] < 8.0 and 10.0 <= result["duration_pct/all"]["median"] <= 45.0

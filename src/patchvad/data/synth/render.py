@@ -2,8 +2,9 @@
 
 Everything about a video follows from its spec: the spec's seed is split into
 independent random streams for the camera variation, the event, the normal crowd,
-the sensor noise and (presets with per-video cameras) the camera itself, so removing the anomalous agents (``frames(without_anomaly=
-True)``) changes nothing else in the picture. That makes the ground truth testable
+the sensor noise and (presets with per-video cameras) the camera itself, so
+removing the anomalous agents (``frames(without_anomaly=True)``) changes nothing
+else in the picture. That makes the ground truth testable
 pixel by pixel: the frames with and without the anomaly differ only inside its boxes.
 """
 
@@ -120,6 +121,8 @@ class VideoScene:
         event: the staged event (the anomaly, or the normal counterpart).
         noise: ``(NOISE_BANK, H + pad, W + pad)`` int16 noise fields.
         noise_pick: ``(F, 3)`` per frame (field, dy, dx).
+        camera: the camera filmed (a fixed one shared with other videos, or the
+            video's own, index -1); its canvas is the background before crop and response.
     """
 
     spec: VideoSpec
@@ -131,6 +134,7 @@ class VideoScene:
     event: Event
     noise: np.ndarray
     noise_pick: np.ndarray
+    camera: Camera
 
     @property
     def n_frames(self) -> int:
@@ -264,7 +268,7 @@ def build_scene(spec: VideoSpec, config: SynthConfig) -> VideoScene:
                      r_noise.integers(0, NOISE_PAD + 1, n)], axis=1)
     return VideoScene(spec=spec, config=config, view=view, photo=photo,
                       background=background(camera, config, photo, dx, dy), agents=agents, event=event,
-                      noise=noise, noise_pick=pick)
+                      noise=noise, noise_pick=pick, camera=camera)
 
 
 def open_writer(path: str | Path, config: SynthConfig) -> VideoWriter:

@@ -1,4 +1,5 @@
-"""Scenes: fixed cameras (street layouts painted once) and per-video camera variation.
+"""Scenes: cameras (street layouts painted once per preset, or once per video) and
+per-video camera variation.
 
 A camera is a painted background with a pedestrian walkway (one-way flow: the
 dominant direction that defines "wrong way"), a two-lane road beside it, grass, and
@@ -13,6 +14,12 @@ road (x for horizontal, y for vertical layouts), ``cross`` runs across them. Eve
 video crops the camera's canvas at a small random offset (the camera was re-mounted),
 so structures do not sit on the same pixels in every video, and gets its own
 brightness gain, offset, colour tint and sensor-noise level.
+
+Fixed cameras (:func:`make_camera`) draw their layout from narrow ranges and paint
+with :data:`FIXED_PALETTE`; a video's own camera (:func:`draw_camera`, presets with
+``camera_draw``) draws orientation, band positions and widths, horizon, flow and lane
+directions, perspective, palette and light from the video's seed, and is painted by
+the same code.
 """
 
 from __future__ import annotations
