@@ -24,7 +24,7 @@ the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import colorsys
 
@@ -40,27 +40,38 @@ NOISE_PAD = 16
 
 
 @dataclass(frozen=True)
-class Camera:
-    """A fixed street layout and its painted canvas (canvas coordinates).
+class Layout:
+    """A street layout's geometry (canvas coordinates).
 
     Attributes:
-        index: camera number within the preset.
         orient: ``"h"`` (walkway runs along x) or ``"v"`` (along y).
         flow: +1 or -1, the walkway's one-way direction along its axis.
         walk: painted walkway extent across (lo, hi).
         road: painted road extent across (lo, hi).
         lanes: per lane (anchor position across, driving direction along).
         perspective: scale at the top and at the bottom of the frame.
-        canvas: float32 ``(H + 2*MARGIN, W + 2*MARGIN, 3)`` background.
+        buildings: extent across of the facades (horizontal) or the near roofs (vertical).
     """
 
-    index: int
     orient: str
     flow: int
     walk: tuple[float, float]
     road: tuple[float, float]
     lanes: tuple[tuple[float, int], ...]
     perspective: tuple[float, float]
+    buildings: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Camera(Layout):
+    """A street layout and its painted canvas.
+
+    Attributes:
+        index: camera number within the preset, or -1 for a video's own camera.
+        canvas: float32 ``(H + 2*MARGIN, W + 2*MARGIN, 3)`` background.
+    """
+
+    index: int
     canvas: np.ndarray = field(repr=False)
 
 
@@ -344,20 +355,6 @@ def _free_spots(rng, zones: list[tuple[float, float]], n_along: int, count: int,
     return spots
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """A camera's geometry in canvas coordinates (see :class:`Camera`); ``buildings`` is
-    the cross extent of the facades (horizontal) or of the near roofs (vertical)."""
-
-    orient: str
-    flow: int
-    walk: tuple[float, float]
-    road: tuple[float, float]
-    lanes: tuple[tuple[float, int], ...]
-    perspective: tuple[float, float]
-    buildings: tuple[float, float]
-
-
 def _lanes(orient: str, road: tuple[float, float], first_dir: int) -> tuple[tuple[float, int], ...]:
     rw = road[1] - road[0]
     if orient == "h":
@@ -369,7 +366,7 @@ def _lanes(orient: str, road: tuple[float, float], first_dir: int) -> tuple[tupl
     return (pos[0], first_dir), (pos[1], -first_dir)
 
 
-def _fixed_layout(rng: np.random.Generator, config: SynthConfig, orient: str) -> _Layout:
+def _fixed_layout(rng: np.random.Generator, config: SynthConfig, orient: str) -> Layout:
     """The geometry of a fixed camera (narrow ranges: the presets' six to ten streets)."""
     C = float(config.height if orient == "h" else config.width)
     m = float(MARGIN)
@@ -396,7 +393,7 @@ def _fixed_layout(rng: np.random.Generator, config: SynthConfig, orient: str) ->
     flow = 1 if rng.random() < 0.5 else -1
     first_dir = 1 if rng.random() < 0.5 else -1
     perspective = (float(rng.uniform(0.74, 0.84)), float(rng.uniform(1.04, 1.14)))
-    return _Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
+    return Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
 
 
 def _vertical_bands(rng: np.random.Generator, C: float, ww: float, g: float, rw: float):
@@ -414,7 +411,7 @@ def _vertical_bands(rng: np.random.Generator, C: float, ww: float, g: float, rw:
     return walk, road
 
 
-def _drawn_layout(rng: np.random.Generator, config: SynthConfig, draw: CameraDraw) -> _Layout:
+def _drawn_layout(rng: np.random.Generator, config: SynthConfig, draw: CameraDraw) -> Layout:
     """A video's own geometry: orientation, band order, positions and widths, flow and
     lane directions, perspective, all within ``draw``'s ranges."""
     orient = "v" if rng.random() < draw.vertical else "h"
@@ -441,7 +438,7 @@ def _drawn_layout(rng: np.random.Generator, config: SynthConfig, draw: CameraDra
     flow = 1 if rng.random() < 0.5 else -1
     first_dir = 1 if rng.random() < 0.5 else -1
     perspective = (float(rng.uniform(*draw.perspective_top)), float(rng.uniform(*draw.perspective_bottom)))
-    return _Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
+    return Layout(orient, flow, walk, road, _lanes(orient, road, first_dir), perspective, buildings)
 
 
 def make_camera(config: SynthConfig, index: int) -> Camera:
@@ -468,7 +465,7 @@ def draw_camera(rng: np.random.Generator, config: SynthConfig) -> Camera:
     return _paint_camera(rng, config, -1, layout, draw_palette(rng, draw))
 
 
-def _paint_camera(rng: np.random.Generator, config: SynthConfig, index: int, layout: _Layout,
+def _paint_camera(rng: np.random.Generator, config: SynthConfig, index: int, layout: Layout,
                   palette: Palette) -> Camera:
     """Paint the canvas of a layout: ground, road, walkway, kerb strip, buildings, trees, light."""
     orient, walk, road, buildings = layout.orient, layout.walk, layout.road, layout.buildings
@@ -516,8 +513,7 @@ def _paint_camera(rng: np.random.Generator, config: SynthConfig, index: int, lay
         img *= (1.0 + slope * np.linspace(-1, 1, along_n, dtype=np.float32))[None, :, None]
     img = np.clip(img, 0, 255).astype(np.float32)
     canvas = img if orient == "h" else np.ascontiguousarray(img.transpose(1, 0, 2))
-    return Camera(index=index, orient=orient, flow=layout.flow, walk=walk, road=road, lanes=layout.lanes,
-                  perspective=layout.perspective, canvas=canvas)
+    return Camera(**{f.name: getattr(layout, f.name) for f in fields(Layout)}, index=index, canvas=canvas)
 
 
 def make_view(camera: Camera, config: SynthConfig, dx: int, dy: int) -> View:
