@@ -116,7 +116,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Proximity-Aware Top-k MIL selection and loss weights (METHOD.md).
+    """Proximity-Aware Top-k MIL selection and loss weights (docs/method.md, "Optimal window",
+    "Proximity-Aware Top-k", "MIL losses").
 
     Attributes:
         window: optimal-window finder: fixed (w = floor(T/window_div)+1), cusum, none.
@@ -169,7 +170,7 @@ class TrainConfig:
         batch_size: videos per step, half normal, half anomalous (even).
         lr, weight_decay: AdamW.
         max_snippets: training sequences longer than this are mean-pooled into this
-            many segments (the T = 64 of METHOD.md).
+            many segments (docs/method.md, "Training").
         upsample_short: also stretch shorter sequences to ``max_snippets`` (by
             repeating snippets); off: keep them at native length, padded and masked.
         val_fraction: share of the TRAINING videos held out (stratified) for

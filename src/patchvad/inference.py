@@ -1,6 +1,6 @@
 """Inference: a checkpoint + patch features -> frame scores, maps, boxes, tracks.
 
-Per video (METHOD.md "Inference"):
+Per video (docs/method.md, "Inference"):
 
 * patch scores ``s[t, i, j]`` for ALL snippets (no temporal resampling);
 * snippet score ``f[t]``: the method's selection (proximity-weighted top-k for the
@@ -13,9 +13,10 @@ Per video (METHOD.md "Inference"):
   Video-level methods box the whole frame;
 * tracks: boxes of consecutive snippets linked when their IoU >= ``link_iou``.
 
-``test(ckpt, data_root, features, out)`` writes the predictions folder of
-EVALUATION.md (``patchvad.predictions.write_prediction``) for the test split, plus
-``PRED/<stem>/tracks.csv`` (``track_id,frame_id,x_min,y_min,x_max,y_max,score``).
+``test(ckpt, data_root, features, out)`` writes the predictions folder
+(docs/data-format.md, "The predictions folder"; ``patchvad.predictions.write_prediction``)
+of the test split, plus ``PRED/<stem>/tracks.csv``
+(``track_id,frame_id,x_min,y_min,x_max,y_max,score``).
 """
 
 from __future__ import annotations

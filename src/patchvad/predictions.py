@@ -1,6 +1,6 @@
 """The predictions folder: the one module that writes and reads it.
 
-Layout (docs/metrics.md, after EVALUATION.md)::
+Layout (docs/data-format.md, "The predictions folder")::
 
     PRED/<stem>/scores.npy            float32 (F,), one score per frame
     PRED/<stem>/boxes.csv             frame_id,x_min,y_min,x_max,y_max,score

@@ -204,7 +204,7 @@ def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, sig
     ``hflip``: each video mirrored left-right with that probability (grid axis and the
     horizontal-flow channels, ``signs``). ``noise``: Gaussian noise on every channel
     but the prior (channel 0), on real snippets only. Draws from ``gen`` only when
-    enabled, so runs without augmentation consume the same random numbers as before.
+    enabled, so with both off the generator's stream (and every draw after) is untouched.
 
     ``rows``, ``batch`` (distributed training): ``x`` holds rows ``rows`` of a global
     batch of ``batch`` videos padded to the same length; the draws are made for the

@@ -54,7 +54,7 @@ def _area(points: list[tuple[float, float]]) -> float:
 
 
 def reference_rbdc_tbdc(regions, preds, n_frames: int, beta: float = 0.1, alpha: float = 0.1):
-    """EVALUATION.md's walk, literally, one prediction at a time (slow; for tests only).
+    """The RBDC/TBDC walk of docs/metrics.md, "Spatial", literally, one prediction at a time (slow; tests only).
 
     Returns (rbdc, tbdc, fpr list, rbdr list, tbdr list).
     """

@@ -54,7 +54,7 @@ def test_proximity_model_localizes_well_above_random(toy, tmp_path):
     assert ev["frame_auc_micro"] > 0.9
     assert ev["tiou"] > 0.2 > 10 * ev_rnd["tiou"]
     assert ev["rbdc"] > 0.6 > 10 * ev_rnd["rbdc"] + 0.01
-    # the predictions folder holds tracks beside the EVALUATION.md files
+    # the predictions folder holds tracks beside the files of docs/data-format.md, "The predictions folder"
     stem = sorted(p.name for p in (tmp_path / "pred").iterdir() if p.is_dir())[0]
     assert (tmp_path / "pred" / stem / "tracks.csv").read_text().startswith("track_id,frame_id,")
 

@@ -1,4 +1,4 @@
-"""The generic dataset folder (docs/data-format.md, after EVALUATION.md).
+"""The generic dataset folder (docs/data-format.md, "The generic dataset folder").
 
     ROOT/manifest.csv              video,split,label,class[,frames,fps,width,height]
     ROOT/tracks/<stem>.csv         track_id,frame_id,x_min,y_min,x_max,y_max

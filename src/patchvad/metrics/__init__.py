@@ -1,4 +1,4 @@
-"""Evaluation metrics of EVALUATION.md (definitions and conventions: docs/metrics.md).
+"""Evaluation metrics (definitions and conventions: docs/metrics.md).
 
 Pure functions on arrays, plus thin accumulators that stream over videos:
 

@@ -2,7 +2,7 @@
 
 ``evaluate_folder`` reads every test video of the manifest (manifest order), checks
 that its predictions cover exactly its frames, and computes every metric of
-EVALUATION.md, plus a per-class breakdown when the manifest names classes.
+docs/metrics.md, plus a per-class breakdown when the manifest names classes.
 ``evaluate_command`` is the body of ``patchvad evaluate``: it also writes the JSON
 atomically and prints a table.
 

@@ -5,8 +5,8 @@
   snippet; its spatial output is the whole frame.
 * :class:`RandomScorer`: uniform random patch scores (the floor of every metric),
   seeded per video so a run is reproducible.
-* :func:`motion_floor_scores`: the no-training motion score of METHOD.md, each
-  cell's frame-difference energy minus its median over the video.
+* :func:`motion_floor_scores`: the no-training motion score (docs/method.md, "Methods
+  and baselines"), each cell's frame-difference energy minus its median over the video.
 * :func:`video_topk_loss` / :func:`sultani_loss`: the two video-level objectives.
 """
 

@@ -1,4 +1,4 @@
-"""The MIL loss terms (METHOD.md) as separate functions, and their composition.
+"""The MIL loss terms (docs/method.md, "MIL losses") as separate functions, and their composition.
 
 Every term takes ONE video's patch scores ``s`` ``(T, Gh, Gw)`` (or values derived
 from them) so padded batches never leak padding into a loss; :class:`MILLoss`

@@ -15,7 +15,8 @@ appearance PCs (appearance_dims), change PCs (change_dims), scene PCs (scene_dim
 ``scene`` is the cell's median appearance itself (what is static there: road,
 walkway, grass), so the model can learn WHERE a motion is unusual. ``prior`` is the
 standardised residual of ``prior_channel`` (frame-difference energy by default):
-the no-training motion score of METHOD.md up to a monotone map.
+the no-training motion score (docs/method.md, "Methods and baselines") up to a
+monotone map.
 
 The statistics are buffers of :class:`FeatureEncoder`, stored in the checkpoint.
 """

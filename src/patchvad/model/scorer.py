@@ -15,8 +15,8 @@ Layers (every weight is shared across cells and snippets, so any grid and any T 
    dilation (default 1, 2).
 3. Spatial context per snippet: ``spatial_layers`` residual ``Conv2d(d, d, 3x3)`` blocks,
    each adding a global scene token ``Linear(mean over cells of h)`` to every cell.
-   (A cheap stand-in for the Transformer layers of METHOD.md: it trains thousands of
-   steps on a CPU.)
+   (A cheap stand-in for Transformer layers over the cells: it trains thousands of
+   steps on a CPU; docs/method.md, "Departures from the starting specification".)
 4. Head ``correction = MLP(LayerNorm(h))``, last layer initialised to 0.
 5. ``logit = softplus(alpha) * (x[..., 0] - beta) + correction`` with ``softplus(alpha)
    = a0`` and ``beta = b0`` at initialisation (the encoder's prior scale): an untrained

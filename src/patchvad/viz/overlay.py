@@ -10,8 +10,8 @@ Colours say the same thing everywhere in patchvad's pictures:
   video (grey), the threshold (dashed), ground-truth anomalous frames (red band) and
   the current frame (white marker).
 
-Boxes are inclusive ``x1, y1, x2, y2`` pixels (the EVALUATION.md convention), drawn
-as 2-pixel lines on the inside of the box. No OpenCV: the heatmap is upsampled
+Boxes are inclusive ``x1, y1, x2, y2`` pixels (docs/conventions.md, "Pixels, boxes and
+IoU"), drawn as 2-pixel lines on the inside of the box. No OpenCV: the heatmap is upsampled
 bilinearly with two small matrix products, text goes through Pillow's default font.
 """
 
