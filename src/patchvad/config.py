@@ -116,8 +116,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Proximity-Aware Top-k MIL selection and loss weights (docs/method.md, "Optimal window",
-    "Proximity-Aware Top-k", "MIL losses").
+    """Proximity-Aware Top-k MIL selection and loss weights.
+
+    Definitions: docs/method.md, "Optimal window", "Proximity-Aware Top-k", "MIL losses".
 
     Attributes:
         window: optimal-window finder: fixed (w = floor(T/window_div)+1), cusum, none.
