@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench lint
 
 TEST_STAMP := $(VENV)/.installed-test
 
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests
+
+# ruff and mypy as configured in pyproject.toml.
+lint: $(TEST_STAMP)
+	$(PY) -m ruff check src && $(PY) -m mypy src
 
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/extract.py
