@@ -26,7 +26,7 @@ import json
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,15 @@ from patchvad.features.snippets import SnippetMap, iter_snippets
 from patchvad.features.store import VideoFeatures
 from patchvad.inference import BoxConfig, box_from_map, patch_scores, predict_video
 from patchvad.io.files import atomic_path, atomic_write_json, atomic_write_text
-from patchvad.io.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, VideoWriter, clock_times,
-                               is_live_source, is_variable_rate)
+from patchvad.io.video import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    VideoReader,
+    VideoWriter,
+    clock_times,
+    is_live_source,
+    is_variable_rate,
+)
 from patchvad.model.model import load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.predictions import write_prediction
@@ -656,7 +663,7 @@ def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, th
             report.failed[src] = str(exc)
             echo(f"FAILED {src}: {exc}")
             continue
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch
+        except Exception as exc:  # one bad input must not stop the batch
             report.failed[src] = f"{src}: {type(exc).__name__}: {exc}"
             echo(f"FAILED {report.failed[src]}")
             continue

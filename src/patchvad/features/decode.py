@@ -93,7 +93,7 @@ class _SharedChunk:
         del self._view
         # The main process unlinks the block after reading it, so the resource tracker must
         # not unlink it too when this worker exits.
-        resource_tracker.unregister(self._shm._name, "shared_memory")  # noqa: SLF001
+        resource_tracker.unregister(self._shm._name, "shared_memory")
         self._shm.close()
         self._closed = True
         return name, shape
@@ -188,7 +188,7 @@ def decode_loop(tasks, results, input_size, snippet_len, stride, chunk, current:
             results.put((index, "done", (part, starts, facts)))
         except PatchvadError as exc:
             results.put((index, "error", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+        except Exception as exc:  # a worker must never die silently
             results.put((index, "error", f"{source}: {type(exc).__name__}: {exc}"))
         finally:
             if block is not None:

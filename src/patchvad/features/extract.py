@@ -22,8 +22,7 @@ import numpy as np
 from patchvad.data.folder import DatasetFolder, VideoEntry
 from patchvad.errors import FeatureError, PatchvadError, VideoError
 from patchvad.features.backbones import PatchFeatureExtractor, PendingFeatures
-from patchvad.features.decode import (SLOT_NOT_STARTED, decode_worker, discard_shared, remove_worker_blocks,
-                                      take_shared)
+from patchvad.features.decode import SLOT_NOT_STARTED, decode_worker, discard_shared, remove_worker_blocks, take_shared
 from patchvad.features.snippets import SnippetMap, iter_snippets
 from patchvad.features.store import FeatureStore
 from patchvad.io.video import VideoReader
@@ -48,7 +47,7 @@ def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
                 if stop.is_set():
                     return
             q.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
+        except BaseException as exc:  # forwarded to the consumer
             q.put(exc)
 
     thread = threading.Thread(target=worker, daemon=True)
@@ -130,7 +129,7 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
             except PatchvadError as exc:
                 yield index, None, None, str(exc)
                 continue
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop a days-long run
+            except Exception as exc:  # one bad file must not stop a days-long run
                 yield index, None, None, f"{source}: {type(exc).__name__}: {exc}"
                 continue
             yield index, feats, snippets, facts

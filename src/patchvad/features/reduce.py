@@ -167,7 +167,7 @@ class Projection:
             tensors = load_file(str(path))
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        except Exception as exc:  # safetensors raises several types
             raise FeatureError(f"not a safetensors file ({exc})", path=path) from None
         return cls.from_parts(tensors, meta, source=path)
 

@@ -136,7 +136,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     #: Largest size a pickle may ask an admitted constructor for (elements or bytes).
     MAX_ITEMS = 1 << 26
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
+    def find_class(self, module: str, name: str) -> Any:
         if module == "__builtin__":          # Python 2 names of the same types (xrange, unicode, long)
             module, name = _compat_pickle.NAME_MAPPING.get((module, name), ("builtins", name))
         if module == "builtins" and name in _SAFE_BUILTINS:
@@ -203,7 +203,7 @@ def safe_pickle_load(path: str | Path) -> Any:
         raise PatchvadError(f"not a readable pickle ({exc})", path=path) from exc
     except OSError as exc:
         raise PatchvadError(f"cannot read ({exc.strerror or exc})", path=path) from exc
-    except Exception as exc:  # noqa: BLE001 - EOF, bad opcodes, recursion, memory: all "not a pickle we read"
+    except Exception as exc:  # EOF, bad opcodes, recursion, memory: all "not a pickle we read"
         raise PatchvadError(f"not a readable pickle ({type(exc).__name__}: {exc})", path=path) from exc
 
 

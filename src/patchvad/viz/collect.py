@@ -132,7 +132,8 @@ def gallery_items(video_path: str | Path, prediction: VideoPrediction, gt: Groun
 
 def pick_frame(prediction: VideoPrediction, gt: GroundTruth) -> int:
     """The frame to show: the best-scoring frame with ground-truth boxes (else with an anomalous
-    label); for a normal video its best-scoring frame (its likeliest false alarm)."""
+    label); for a normal video its best-scoring frame (its likeliest false alarm).
+    """
     if gt.regions.size:
         frames = np.unique(gt.regions[:, 1])
     else:

@@ -388,7 +388,8 @@ def auto_scale(width: int) -> float:
 
 def map_range(maps: np.ndarray) -> tuple[float, float]:
     """The value range a video's maps are shown in: ``(0, 1)`` when they lie in it, else robust
-    percentiles (1st, 99.5th) of the video's maps."""
+    percentiles (1st, 99.5th) of the video's maps.
+    """
     m = np.asarray(maps, dtype=np.float32)
     lo, hi = float(m.min()), float(m.max())
     if lo >= 0.0 and hi <= 1.0:

@@ -21,11 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from patchvad.data.adapters import (
-    avenue, shanghaitech, street_scene, ubnormal, ucf_crime, ucsd_ped, xd_violence,
+    avenue,
+    shanghaitech,
+    street_scene,
+    ubnormal,
+    ucf_crime,
+    ucsd_ped,
+    xd_violence,
 )
 from patchvad.data.adapters.common import (
-    OUTPUT_DIRS, CountCheck, FrameCounter, MediaInfo, PlannedVideo, PrepareContext, PrepareReport,
-    SourceIndex, check_output_root, default_frame_counter, echo, write_dataset,
+    OUTPUT_DIRS,
+    CountCheck,
+    FrameCounter,
+    MediaInfo,
+    PlannedVideo,
+    PrepareContext,
+    PrepareReport,
+    SourceIndex,
+    check_output_root,
+    default_frame_counter,
+    echo,
+    write_dataset,
 )
 from patchvad.errors import ConfigError, DatasetError
 

@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    PlannedVideo, PrepareContext, check_splits, clean_regions, list_frame_files, masks_to_regions, summarize,
+    PlannedVideo,
+    PrepareContext,
+    check_splits,
+    clean_regions,
+    list_frame_files,
+    masks_to_regions,
+    summarize,
 )
 from patchvad.errors import DatasetError
 from patchvad.io.video import VIDEO_EXTENSIONS
@@ -116,7 +122,7 @@ def _mat_worker(conn) -> None:
             conn.send(("ok", (np.packbits(masks, axis=-1), masks.shape)))
         except DatasetError as exc:
             conn.send(("error", exc.message))
-        except Exception as exc:  # noqa: BLE001 - anything scipy raises is "not readable"
+        except Exception as exc:  # anything scipy raises is "not readable"
             conn.send(("error", f"not a readable MATLAB file ({type(exc).__name__}: {exc})"))
 
 
@@ -132,7 +138,7 @@ def _read_label_mat_here(path: Path) -> np.ndarray:
     except NotImplementedError:
         raise DatasetError("MATLAB v7.3 (HDF5) files are not read; re-save it as v7 in MATLAB",
                            path=path) from None
-    except Exception as exc:  # noqa: BLE001 - scipy's reader raises many types on damaged files
+    except Exception as exc:  # scipy's reader raises many types on damaged files
         raise DatasetError(f"not a readable MATLAB file ({type(exc).__name__}: {exc})", path=path) from exc
     if "volLabel" not in data:
         raise DatasetError(f"no 'volLabel' variable (found {sorted(k for k in data if not k.startswith('__'))})",

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +43,12 @@ from patchvad.errors import DatasetError, PatchvadError
 from patchvad.geometry import link_frame_boxes
 from patchvad.io.files import atomic_write_json, text_lines
 from patchvad.io.video import (  # noqa: F401 (re-exported)
-    IMAGE_EXTENSIONS, image_errors, is_hidden, list_frame_files, natural_key, probe,
+    IMAGE_EXTENSIONS,
+    image_errors,
+    is_hidden,
+    list_frame_files,
+    natural_key,
+    probe,
 )
 
 REPORT_NAME = "prepare_report.json"

@@ -29,8 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    MediaInfo, PlannedVideo, PrepareContext, check_splits, choice, clean_regions, list_frame_files,
-    masks_to_regions, parse_int, read_lines, scale_boxes, summarize,
+    MediaInfo,
+    PlannedVideo,
+    PrepareContext,
+    check_splits,
+    choice,
+    clean_regions,
+    list_frame_files,
+    masks_to_regions,
+    parse_int,
+    read_lines,
+    scale_boxes,
+    summarize,
 )
 from patchvad.errors import DatasetError, PatchvadError
 from patchvad.io.files import load_npy

@@ -24,7 +24,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    PlannedVideo, PrepareContext, check_int64, check_splits, clean_regions, list_frame_files, read_lines, summarize,
+    PlannedVideo,
+    PrepareContext,
+    check_int64,
+    check_splits,
+    clean_regions,
+    list_frame_files,
+    read_lines,
+    summarize,
 )
 from patchvad.errors import DatasetError
 

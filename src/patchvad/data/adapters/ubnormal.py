@@ -31,8 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    MediaInfo, PlannedVideo, PrepareContext, check_int64, check_splits, choice, clean_regions, image_errors,
-    labels_from_segments, mask_boxes, read_lines, summarize,
+    MediaInfo,
+    PlannedVideo,
+    PrepareContext,
+    check_int64,
+    check_splits,
+    choice,
+    clean_regions,
+    image_errors,
+    labels_from_segments,
+    mask_boxes,
+    read_lines,
+    summarize,
 )
 from patchvad.errors import DatasetError
 from patchvad.io.video import VIDEO_EXTENSIONS

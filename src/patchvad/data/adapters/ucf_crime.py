@@ -35,8 +35,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    PlannedVideo, PrepareContext, check_splits, clean_regions, labels_from_segments, parse_int, read_lines,
-    scale_boxes, summarize,
+    PlannedVideo,
+    PrepareContext,
+    check_splits,
+    clean_regions,
+    labels_from_segments,
+    parse_int,
+    read_lines,
+    scale_boxes,
+    summarize,
 )
 from patchvad.errors import DatasetError
 from patchvad.io.files import safe_pickle_load

@@ -30,8 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.adapters.common import (
-    MediaInfo, PlannedVideo, PrepareContext, check_splits, clean_regions, image_errors, list_frame_files,
-    masks_to_regions, read_lines, summarize,
+    MediaInfo,
+    PlannedVideo,
+    PrepareContext,
+    check_splits,
+    clean_regions,
+    image_errors,
+    list_frame_files,
+    masks_to_regions,
+    read_lines,
+    summarize,
 )
 from patchvad.errors import DatasetError
 

@@ -24,7 +24,13 @@ import re
 from pathlib import Path, PurePosixPath
 
 from patchvad.data.adapters.common import (
-    PlannedVideo, PrepareContext, check_splits, labels_from_segments, parse_int, read_lines, summarize,
+    PlannedVideo,
+    PrepareContext,
+    check_splits,
+    labels_from_segments,
+    parse_int,
+    read_lines,
+    summarize,
 )
 from patchvad.errors import DatasetError
 from patchvad.io.video import VIDEO_EXTENSIONS

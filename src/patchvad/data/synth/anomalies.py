@@ -24,8 +24,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from patchvad.data.synth.agents import (
-    FIGHT, PUNCHES, RUN, SIDE, WALK, Agent, Occupancy, add_walker_group, attach_bag, bag_look, car_look,
-    car_on_lane, hand_point, integrate_along, person_look, person_on_path, vehicle_on_path, walker,
+    FIGHT,
+    PUNCHES,
+    RUN,
+    SIDE,
+    WALK,
+    Agent,
+    Occupancy,
+    add_walker_group,
+    attach_bag,
+    bag_look,
+    car_look,
+    car_on_lane,
+    hand_point,
+    integrate_along,
+    person_look,
+    person_on_path,
+    vehicle_on_path,
+    walker,
 )
 from patchvad.data.synth.config import SynthConfig
 from patchvad.data.synth.scene import Photometry, View
@@ -317,7 +333,8 @@ def fall(rng: np.random.Generator, ctx: Context) -> Event:
 
 def left_object(rng: np.random.Generator, ctx: Context) -> Event:
     """A walker drops a bag and walks on; the bag lies there until a passer-by takes it
-    or the video ends. The bag is the anomaly (track 1) from the moment it is let go."""
+    or the video ends. The bag is the anomaly (track 1) from the moment it is let go.
+    """
     view, cfg, n = ctx.view, ctx.config, ctx.n
     look = person_look(rng, cfg, ctx.photo)
     bag_lk = bag_look(rng, cfg, ctx.photo, look.height)

@@ -18,13 +18,29 @@ from pathlib import Path
 import numpy as np
 
 from patchvad.data.synth.agents import (
-    Agent, Occupancy, Sprite, add_stander, add_walker_group, populate_road, populate_walkway,
+    Agent,
+    Occupancy,
+    Sprite,
+    add_stander,
+    add_walker_group,
+    populate_road,
+    populate_walkway,
 )
 from patchvad.data.synth.anomalies import Context, Event, build_event
 from patchvad.data.synth.config import SynthConfig
 from patchvad.data.synth.scene import (
-    MARGIN, NOISE_BANK, NOISE_PAD, Camera, Photometry, View, background, draw_camera, draw_photometry,
-    make_camera, make_view, noise_bank,
+    MARGIN,
+    NOISE_BANK,
+    NOISE_PAD,
+    Camera,
+    Photometry,
+    View,
+    background,
+    draw_camera,
+    draw_photometry,
+    make_camera,
+    make_view,
+    noise_bank,
 )
 from patchvad.io.video import VideoWriter
 
@@ -183,7 +199,8 @@ class VideoScene:
 
     def object_box(self, agent: Agent, t: int) -> tuple[tuple[int, int, int, int], int, int] | None:
         """An agent's tight inclusive xyxy box inside frame ``t``, its visible pixel
-        count and its whole area in pixels; None when it is not in the frame."""
+        count and its whole area in pixels; None when it is not in the frame.
+        """
         sprite = agent.sprite(t)
         got = visible_box(sprite, _anchor(agent.x[t]), _anchor(agent.y[t]), self.config.width, self.config.height)
         return None if got is None else (got[0], got[1], sprite.area)

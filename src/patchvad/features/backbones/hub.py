@@ -85,7 +85,7 @@ def download(repo_id: str, filenames: Iterable[str], extra: str, backbone: str) 
             return Path(hub.hf_hub_download(repo_id=repo_id, filename=name, **hub_kwargs()))
         except EntryNotFoundError as exc:     # not in this repository (or not cached offline): try the next
             last = exc
-        except Exception as exc:  # noqa: BLE001 - network, authentication, missing repository...
+        except Exception as exc:  # network, authentication, missing repository...
             raise download_error(repo_id, name, exc) from exc
     assert last is not None
     raise download_error(repo_id, " or ".join(names), last) from last
@@ -99,7 +99,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+    except Exception as exc:  # a truncated or foreign file
         raise FeatureError(f"cannot read the weights: {type(exc).__name__}: {exc}", path=path) from exc
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]

@@ -69,7 +69,7 @@ def _load(name: str, entry: VideoEntry, pretrained: bool) -> tuple[nn.Module, st
         transformers.logging.set_verbosity_error()     # the classifier head of a fine-tuned model is unused
         try:
             model = transformers.VideoMAEModel.from_pretrained(entry.repo, dtype=torch.float32, **hub.hub_kwargs())
-        except Exception as exc:  # noqa: BLE001 - missing files, network, a malformed config
+        except Exception as exc:  # missing files, network, a malformed config
             raise hub.download_error(entry.repo, "config.json and weights", exc) from exc
         finally:
             transformers.logging.set_verbosity(verbosity)
