@@ -61,14 +61,17 @@ class Context:
 
     @property
     def distributed(self) -> bool:
+        """More than one process takes part."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """This is rank 0, the process that writes files and logs."""
         return self.rank == 0
 
     # -- collectives (no-ops in one process) -----------------------------------------
     def barrier(self) -> None:
+        """Wait until every rank reaches this call."""
         if self.distributed:
             torch.distributed.barrier()
 
@@ -185,7 +188,13 @@ def shutdown(ctx: Context, ok: bool = True) -> None:
 
 @contextlib.contextmanager
 def session(device: str | torch.device = "cpu") -> Iterator[Context]:
-    """``with session(device) as ctx:`` join (and afterwards leave) the torchrun process group."""
+    """Join the torchrun process group for the body of a ``with`` block, and leave it afterwards.
+
+    Example::
+
+        with session(device) as ctx:
+            ...
+    """
     ctx = init(device)
     try:
         yield ctx

@@ -52,6 +52,7 @@ class Event:
     closed_by: str = "score"
 
     def to_dict(self) -> dict:
+        """The event as plain JSON-ready values (boxes as dicts)."""
         return asdict(self)
 
 
@@ -80,6 +81,7 @@ class EventTracker:
 
     @property
     def open_event(self) -> Event | None:
+        """The event in progress, or None between events."""
         return self._open
 
     @property

@@ -1,0 +1,1 @@
+"""Datasets: the dataset folder format, adapters from public benchmarks, the synthetic benchmark."""

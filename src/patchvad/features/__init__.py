@@ -1,0 +1,1 @@
+"""Patch features: snippets, backbones, parallel extraction, the feature store, PCA reduction."""

@@ -1,0 +1,1 @@
+"""Files and video: atomic writes, safe readers, video decoding and encoding."""

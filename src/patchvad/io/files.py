@@ -92,9 +92,9 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
 
 
 def text_lines(text: str) -> list[str]:
-    """Lines of ``text`` split at ``\\n``, ``\\r\\n`` or ``\\r`` only.
+    r"""Lines of ``text`` split at ``\n``, ``\r\n`` or ``\r`` only.
 
-    ``str.splitlines`` also splits at form feeds, ``\\x1c``-``\\x1e``, NEL and U+2028, which
+    ``str.splitlines`` also splits at form feeds, ``\x1c``-``\x1e``, NEL and U+2028, which
     text editors do not: line numbers in error messages would point at the wrong line.
     """
     return _LINE_BREAK.split(text)
@@ -137,6 +137,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     MAX_ITEMS = 1 << 26
 
     def find_class(self, module: str, name: str) -> Any:
+        """The callable a pickle names: an admitted builtin (size-bounded) or latin-1 bytes; else refused.
+
+        Raises:
+            pickle.UnpicklingError: any other global.
+        """
         if module == "__builtin__":          # Python 2 names of the same types (xrange, unicode, long)
             module, name = _compat_pickle.NAME_MAPPING.get((module, name), ("builtins", name))
         if module == "builtins" and name in _SAFE_BUILTINS:

@@ -72,8 +72,8 @@ def _image(path: Path, size: tuple[int, int] | None, gray: bool) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if gray else "RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("L" if gray else "RGB")
             if size is not None and img.size != tuple(size):
                 img = img.resize((int(size[0]), int(size[1])), Image.Resampling.BOX)
             return np.asarray(img)
@@ -365,7 +365,7 @@ def clock_times(times: Sequence[float], fps: float, first_index: int = 0, real: 
     return t if real else nominal
 
 
-def is_variable_rate(times: Sequence[float], fps: float, first_index: int = 0) -> bool:
+def is_variable_rate(times: Sequence[float] | np.ndarray, fps: float, first_index: int = 0) -> bool:
     """True when some presentation time strays from ``index / fps`` by more than half a frame.
 
     ``times`` are those of frames ``first_index, first_index + 1, ...``.
@@ -444,7 +444,8 @@ class VideoWriter:
         self.frame_count = 0
         try:
             # faststart: the index goes first, so a browser can play the file while it loads.
-            self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "faststart"})
+            self._container: av.container.OutputContainer | None = av.open(
+                str(self._tmp), mode="w", format="mp4", options={"movflags": "faststart"})
             rate = Fraction(fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width = self._even_w
@@ -481,9 +482,12 @@ class VideoWriter:
             frame = np.pad(frame, ((0, self._even_h - self.height), (0, self._even_w - self.width), (0, 0)),
                            mode="edge")
         vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+        container = self._container
+        if container is None:
+            raise VideoError(f"writing frame {self.frame_count} failed: the writer is closed", path=self.path)
         try:
             for packet in self._stream.encode(vf):
-                self._container.mux(packet)
+                container.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             self.abort()
             raise VideoError(f"writing frame {self.frame_count} failed: {exc}", path=self.path) from exc
