@@ -210,15 +210,19 @@ class FrameAccumulator:
         return _concat(self.labels, self.scores)
 
     def auc_micro(self) -> float:
+        """Micro ROC-AUC of the videos added (:func:`frame_auc_micro`)."""
         return frame_auc_micro(self.labels, self.scores)
 
     def auc_macro(self) -> float:
+        """Macro ROC-AUC of the videos added (:func:`frame_auc_macro`)."""
         return frame_auc_macro(self.labels, self.scores)
 
     def ap(self) -> float:
+        """Step-wise AP of all frames added (:func:`frame_ap_stepwise`)."""
         return frame_ap_stepwise(*self.concatenated())
 
     def youden(self) -> float:
+        """Youden-J threshold of all frames added (:func:`youden_threshold`)."""
         return youden_threshold(*self.concatenated())
 
 

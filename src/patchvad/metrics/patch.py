@@ -52,7 +52,7 @@ def cell_labels_from_boxes(boxes: np.ndarray, frame_size: tuple[int, int], grid:
     cov = _cell_coverage(boxes, frame_size, grid)
     if cov.shape[0] == 0:
         return np.zeros(tuple(int(g) for g in grid), dtype=bool)
-    return (cov >= coverage * (1.0 - _COVERAGE_RTOL)).any(axis=0)
+    return np.asarray((cov >= coverage * (1.0 - _COVERAGE_RTOL)).any(axis=0))
 
 
 def cell_labels_per_frame(regions: np.ndarray, n_frames: int, frame_size: tuple[int, int],
@@ -62,6 +62,9 @@ def cell_labels_per_frame(regions: np.ndarray, n_frames: int, frame_size: tuple[
     Args:
         regions: ``(R, 6)`` rows ``track_id, frame_id, x_min, y_min, x_max, y_max``.
         n_frames: ``F``.
+        frame_size: ``(H, W)`` in pixels, the resolution the regions refer to.
+        grid: ``(Gh, Gw)``.
+        coverage: fraction of a cell's area that must lie inside one region.
 
     Returns:
         ``(F, Gh, Gw)`` bool; frames without regions are all negative.
@@ -172,9 +175,11 @@ class PatchAccumulator:
         return np.concatenate(self._labels), np.concatenate(self._scores)
 
     def pauc(self) -> float:
+        """ROC-AUC over every cell added (:func:`pauc`)."""
         return pauc(*self._all())
 
     def pap(self) -> float:
+        """Step-wise AP over every cell added (:func:`pap`)."""
         return pap(*self._all())
 
 

@@ -43,6 +43,7 @@ class TestVideos:
 
     @classmethod
     def load(cls, dataset_root: str | Path, pred_dirs: Mapping[str, str | Path]) -> "TestVideos":
+        """Read the test split of ``dataset_root`` and each method's predictions folder."""
         test = DatasetFolder(dataset_root).test_set()
         entries = list(test)
         gts = {e.stem: test.ground_truth(e) for e in entries}
@@ -51,9 +52,11 @@ class TestVideos:
         return cls(entries, gts, preds)
 
     def anomalous(self) -> list[VideoEntry]:
+        """The anomalous test videos, in manifest order."""
         return [e for e in self.entries if e.label == 1]
 
     def normal(self) -> list[VideoEntry]:
+        """The normal test videos, in manifest order."""
         return [e for e in self.entries if e.label != 1]
 
 
@@ -119,7 +122,7 @@ def gallery_items(video_path: str | Path, prediction: VideoPrediction, gt: Groun
         if f not in images:
             continue
         heat = None
-        if maps is not None and prediction.frame_to_snippet is not None:
+        if maps is not None and lo_hi is not None and prediction.frame_to_snippet is not None:
             lo, hi = lo_hi
             heat = (maps[int(prediction.frame_to_snippet[f])] - lo) / (hi - lo)
         items.append(GalleryItem(
@@ -131,8 +134,10 @@ def gallery_items(video_path: str | Path, prediction: VideoPrediction, gt: Groun
 
 
 def pick_frame(prediction: VideoPrediction, gt: GroundTruth) -> int:
-    """The frame to show: the best-scoring frame with ground-truth boxes (else with an anomalous
-    label); for a normal video its best-scoring frame (its likeliest false alarm).
+    """The frame to show: the best-scoring frame with ground-truth boxes.
+
+    Without boxes, the best-scoring frame labelled anomalous; for a normal video its
+    best-scoring frame (its likeliest false alarm).
     """
     if gt.regions.size:
         frames = np.unique(gt.regions[:, 1])
@@ -161,10 +166,13 @@ def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mappi
         seed: the seed of the runs in ``pred_dirs`` (legends then quote its numbers).
         focus: the method shown in the gallery and overlay videos (default the
             proximity model; the first method in report order if absent).
-        n_timelines, n_gallery, n_overlays: how many videos each shows (anomalous
-            videos first, then normal ones, in manifest order).
+        n_timelines: how many videos the score timelines show (anomalous videos first,
+            then normal ones, in manifest order).
+        n_gallery: how many videos the gallery shows a frame of (chosen the same way).
+        n_overlays: how many overlay videos to render (the first anomalous videos).
         overlay_stems: the videos to render as overlays instead of the first anomalous ones.
         overlay_max_frames: cut each overlay video after this many frames.
+        title: page title (default ``metrics["title"]`` or "patchvad results").
 
     Returns:
         The path of ``report.html``.

@@ -342,6 +342,9 @@ def draw_overlay(frame: np.ndarray, heatmap: np.ndarray | None = None, pred_boxe
         gt_labels: ``(n_frames,)`` ground-truth frame labels shaded in the strip.
         score_range: strip y range (see :class:`ScoreStrip`).
         strip_height: strip height in pixels (default ``max(36, H // 8)``).
+        heat_alpha: the heatmap's opacity at score 1 (see :func:`heat_layer`).
+        heat_floor: scores at or below this leave the frame untouched.
+        thickness: box line width in pixels.
 
     Returns:
         ``(H, W, 3)`` uint8, or ``(H + strip_height, W, 3)`` with a score strip.
@@ -387,8 +390,10 @@ def auto_scale(width: int) -> float:
 
 
 def map_range(maps: np.ndarray) -> tuple[float, float]:
-    """The value range a video's maps are shown in: ``(0, 1)`` when they lie in it, else robust
-    percentiles (1st, 99.5th) of the video's maps.
+    """The value range a video's maps are shown in.
+
+    ``(0, 1)`` when the maps lie in it, else robust percentiles (1st, 99.5th) of the
+    video's maps.
     """
     m = np.asarray(maps, dtype=np.float32)
     lo, hi = float(m.min()), float(m.max())
@@ -406,6 +411,34 @@ def _group_rows(rows: np.ndarray, frame_col: int) -> dict[int, np.ndarray]:
     frames, rows = frames[order], rows[order]
     cuts = np.flatnonzero(np.diff(frames)) + 1
     return {int(chunk_f[0]): chunk for chunk_f, chunk in zip(np.split(frames, cuts), np.split(rows, cuts))}
+
+
+def _shown_maps(prediction, frame_to_snippet, maps_range: tuple[float, float] | None,
+                n: int) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """What :func:`write_overlay_video` shows as heat: ``(maps, frame_to_snippet, lo, hi)``, or None.
+
+    ``maps (T, Gh, Gw)`` float32, ``frame_to_snippet (F,)`` (``F == n``) and the values
+    ``lo, hi`` mapped to the heatmap's ends; None when the prediction has no maps.
+
+    Raises:
+        ValueError: ``frame_to_snippet`` is missing or does not match the scores or the maps.
+    """
+    maps = getattr(prediction, "maps", None)
+    f2s = frame_to_snippet if frame_to_snippet is not None else getattr(prediction, "frame_to_snippet", None)
+    if f2s is not None and hasattr(f2s, "frame_to_snippet"):
+        f2s = f2s.frame_to_snippet
+    if maps is None:
+        return None
+    maps = np.asarray(maps, dtype=np.float32)
+    if f2s is None:
+        raise ValueError("maps without a frame_to_snippet map: pass frame_to_snippet")
+    f2s = np.asarray(f2s).reshape(-1)
+    if f2s.shape[0] != n:
+        raise ValueError(f"frame_to_snippet has {f2s.shape[0]} entries for {n} frame scores")
+    if f2s.size and (f2s.min() < 0 or f2s.max() >= maps.shape[0]):
+        raise ValueError(f"frame_to_snippet values outside [0, {maps.shape[0]})")
+    lo, hi = maps_range if maps_range is not None else map_range(maps)
+    return maps, f2s, lo, hi
 
 
 def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | Path,
@@ -426,8 +459,9 @@ def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | 
         frame_to_snippet: a :class:`~patchvad.features.snippets.SnippetMap` or an ``(F,)``
             int array: which map each frame shows; default ``prediction.frame_to_snippet``.
         threshold: frame-score threshold (the dashed line; the score turns red above it).
-        max_frames, start_frame: write frames ``[start_frame, start_frame + max_frames)``
-            only (default: all frames).
+        max_frames: write frames ``[start_frame, start_frame + max_frames)`` only
+            (default: all frames from ``start_frame``).
+        start_frame: the first frame written (default 0).
         scale: output size factor; default :func:`auto_scale` (>= 480 px wide).
         maps_range: values mapped to the heatmap's ends; default :func:`map_range` of
             the video's maps.
@@ -447,20 +481,7 @@ def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | 
     video_path, out_path = Path(video_path), Path(out_path)
     scores = np.asarray(prediction.scores, dtype=np.float64)
     n = int(scores.shape[0])
-    maps = getattr(prediction, "maps", None)
-    f2s = frame_to_snippet if frame_to_snippet is not None else getattr(prediction, "frame_to_snippet", None)
-    if f2s is not None and hasattr(f2s, "frame_to_snippet"):
-        f2s = f2s.frame_to_snippet
-    if maps is not None:
-        maps = np.asarray(maps, dtype=np.float32)
-        if f2s is None:
-            raise ValueError("maps without a frame_to_snippet map: pass frame_to_snippet")
-        f2s = np.asarray(f2s).reshape(-1)
-        if f2s.shape[0] != n:
-            raise ValueError(f"frame_to_snippet has {f2s.shape[0]} entries for {n} frame scores")
-        if f2s.size and (f2s.min() < 0 or f2s.max() >= maps.shape[0]):
-            raise ValueError(f"frame_to_snippet values outside [0, {maps.shape[0]})")
-        lo, hi = maps_range if maps_range is not None else map_range(maps)
+    shown = _shown_maps(prediction, frame_to_snippet, maps_range, n)
     gt_labels = None if gt is None else np.asarray(gt.frame_labels)
     if gt_labels is not None and gt_labels.shape[0] != n:
         raise VideoError(f"ground truth has {gt_labels.shape[0]} frames but the prediction {n}", path=video_path)
@@ -495,7 +516,8 @@ def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | 
                 stopped_early = True
                 break
             out = frame
-            if maps is not None:
+            if shown is not None:
+                maps, f2s, lo, hi = shown
                 t = int(f2s[index])
                 if cached is None or cached[0] != t:
                     m = (maps[t] - lo) / (hi - lo)

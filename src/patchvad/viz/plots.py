@@ -88,7 +88,13 @@ def curve_png(series: Sequence[Series], xlabel: str, ylabel: str, title: str = "
 
     Args:
         series: the curves; a series with fewer than 2 points is listed but not drawn.
+        xlabel: x axis label.
+        ylabel: y axis label.
+        title: chart title ("" for none).
+        xlim: x axis range.
+        ylim: y axis range.
         diagonal: draw the chance diagonal (ROC).
+        size: figure ``(width, height)`` in inches.
     """
     fig = _figure(*size)
     ax = fig.add_subplot()
@@ -132,7 +138,9 @@ def timeline_png(series: Sequence[Series], gt_labels: np.ndarray | None, thresho
         series: score curves; ``x`` are frame indices.
         gt_labels: ``(F,)`` 0/1, shaded red where 1; None for none.
         thresholds: ``(value, colour)`` dashed horizontal lines.
+        title: chart title ("" for none).
         fps: when given, the x axis reads in seconds.
+        size: figure ``(width, height)`` in inches.
         legend: draw a legend in the plot (the report draws one for all timelines instead).
     """
     fig = _figure(*size)
