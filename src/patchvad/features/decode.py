@@ -76,11 +76,13 @@ class _SharedChunk:
         self._closed = False        # set by hand_over
 
     def add(self, snippet: np.ndarray) -> None:
+        """Copy one uint8 snippet of ``snippet_shape`` into the next free slot."""
         self._view[self.count] = snippet          # every frame was resized to the same size
         self.count += 1
 
     @property
     def full(self) -> bool:
+        """Every slot is filled."""
         return self.count == self.capacity
 
     def hand_over(self) -> tuple[str, tuple[int, ...]]:
@@ -93,7 +95,8 @@ class _SharedChunk:
         del self._view
         # The main process unlinks the block after reading it, so the resource tracker must
         # not unlink it too when this worker exits.
-        resource_tracker.unregister(self._shm._name, "shared_memory")
+        # ``_name`` (with its leading "/") is what SharedMemory registered; ``name`` drops the "/".
+        resource_tracker.unregister(self._shm._name, "shared_memory")  # type: ignore[attr-defined]
         self._shm.close()
         self._closed = True
         return name, shape
@@ -104,7 +107,7 @@ class _SharedChunk:
             discard_shared(self._shm.name)
             return
         self._shm.unlink()              # first: the name must go even if closing fails
-        self._view = None
+        del self._view
         try:
             self._shm.close()
         except BufferError:             # a view still alive (stopped mid-copy); the process is exiting

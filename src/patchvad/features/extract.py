@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,11 @@ from patchvad.features.decode import SLOT_NOT_STARTED, decode_worker, discard_sh
 from patchvad.features.snippets import SnippetMap, iter_snippets
 from patchvad.features.store import FeatureStore
 from patchvad.io.video import VideoReader
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnProcess
+
+    import torch
 
 _END = object()
 
@@ -69,6 +75,9 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
     """Patch features of one video.
 
     Args:
+        source: the video file, stream URL or folder of frame images.
+        extractor: the backbone (its spec gives input size and snippet geometry).
+        batch_size: snippets per backbone call.
         times: if given, receives every frame's presentation time in seconds
             (:meth:`VideoReader.frames`).
 
@@ -121,7 +130,6 @@ def extract_many(sources: Sequence[str | Path], extractor: PatchFeatureExtractor
         ``(index, features (T, Gh, Gw, D) float32, snippet map, facts)`` per video, or
         ``(index, None, None, error message)`` for a video that failed.
     """
-    spec = extractor.spec
     if decode_workers <= 0:
         for index, source in enumerate(sources):
             try:
@@ -180,152 +188,187 @@ def _extract_parallel(sources: Sequence[str | Path], extractor: PatchFeatureExtr
             calling script lacks ``if __name__ == "__main__":``, or the machine is out
             of memory).
     """
-    import multiprocessing as mp
-
-    import torch
-
     spec = extractor.spec
     w, h = spec.input_size
     block_bytes = HANDOVER_SNIPPETS * spec.snippet_len * w * h * 3
     queued = 2 * decode_workers
     # Blocks in the queue, one being filled per worker, one being read here.
     _check_shared_memory((queued + decode_workers + 1) * block_bytes, decode_workers)
-    ctx = mp.get_context("spawn")       # no forked torch/OpenMP state in workers
-    tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=queued)
-    for index, source in enumerate(sources):
-        tasks.put((index, str(source)))
-    for _ in range(decode_workers):
-        tasks.put(None)
-    # slots[i]: the video worker i is decoding (or SLOT_IDLE / SLOT_NOT_STARTED).
-    slots = ctx.Array("q", [SLOT_NOT_STARTED] * decode_workers, lock=False)
-    started: list[int] = []             # pids of every worker, replacements included
+    run = _ParallelRun(sources, extractor, batch_size, decode_workers, queued)
+    try:
+        yield from run.videos()
+    finally:
+        run.close()
 
-    def start_worker(slot: int) -> mp.Process:
-        slots[slot] = SLOT_NOT_STARTED
-        proc = ctx.Process(target=decode_worker, args=(tasks, results, slots, slot, spec.input_size,
-                                                        spec.snippet_len, spec.stride, HANDOVER_SNIPPETS),
-                           daemon=True)
+
+class _ParallelRun:
+    """The state of one :func:`_extract_parallel` run: decode workers, queues, videos in flight.
+
+    Building it starts the workers; :meth:`videos` yields the results; :meth:`close`
+    stops the workers and frees what is left in shared memory.
+    """
+
+    def __init__(self, sources: Sequence[str | Path], extractor: PatchFeatureExtractor, batch_size: int,
+                 decode_workers: int, queued: int):
+        import multiprocessing as mp
+
+        self.sources = sources
+        self.extractor = extractor
+        self.batch_size = batch_size
+        self.spec = extractor.spec
+        self.ctx = mp.get_context("spawn")       # no forked torch/OpenMP state in workers
+        self.tasks = self.ctx.Queue()
+        self.results = self.ctx.Queue(maxsize=queued)
+        for index, source in enumerate(sources):
+            self.tasks.put((index, str(source)))
+        for _ in range(decode_workers):
+            self.tasks.put(None)
+        # slots[i]: the video worker i is decoding (or SLOT_IDLE / SLOT_NOT_STARTED).
+        self.slots = self.ctx.Array("q", [SLOT_NOT_STARTED] * decode_workers, lock=False)
+        self.started: list[int] = []          # pids of every worker, replacements included
+        self.workers = [self.start_worker(i) for i in range(decode_workers)]
+        self.device = extractor.device
+        self.cuda = self.device.type == "cuda"
+        # Snippets waiting for the backbone, already on the device: (video, part, (n, L, H, W, 3) uint8).
+        self.pending: list[tuple[int, int, torch.Tensor]] = []
+        # Per video and part: the batch's (possibly still running) features and the part's rows in it.
+        self.parts: dict[int, dict[int, tuple[PendingFeatures, int, int]]] = {}
+        self.done_info: dict[int, tuple[int, list[int], dict]] = {}
+        self.reported: set[int] = set()          # videos yielded (features or failure)
+        self.failed: set[int] = set()
+
+    def start_worker(self, slot: int) -> SpawnProcess:
+        """Start a decode worker for ``slot`` (first start or replacement)."""
+        self.slots[slot] = SLOT_NOT_STARTED
+        spec = self.spec
+        proc = self.ctx.Process(target=decode_worker,
+                                args=(self.tasks, self.results, self.slots, slot, spec.input_size,
+                                      spec.snippet_len, spec.stride, HANDOVER_SNIPPETS),
+                                daemon=True)
         proc.start()
-        started.append(proc.pid)
+        assert proc.pid is not None         # set by start()
+        self.started.append(proc.pid)
         return proc
 
-    workers = [start_worker(i) for i in range(decode_workers)]
-    device = extractor.device
-    cuda = device.type == "cuda"
-    # Snippets waiting for the backbone, already on the device: (video, part, (n, L, H, W, 3) uint8).
-    pending: list[tuple[int, int, torch.Tensor]] = []
-    # Per video and part: the batch's (possibly still running) features and the part's rows in it.
-    parts: dict[int, dict[int, tuple[PendingFeatures, int, int]]] = {}
-    done_info: dict[int, tuple[int, list[int], dict]] = {}
-    reported: set[int] = set()          # videos yielded (features or failure)
-    failed: set[int] = set()
-    last_check = time.monotonic()
+    def flush(self, force: bool) -> None:
+        """Submit pending snippets to the backbone in batches (all of them when ``force``)."""
+        import torch
 
-    def flush(force: bool) -> None:
+        pending, batch_size = self.pending, self.batch_size
         while pending and (force or sum(len(x) for _, _, x in pending) >= batch_size):
             take, count = [], 0
             while pending and count < batch_size:
                 take.append(pending.pop(0))
                 count += len(take[-1][2])
             batch = take[0][2] if len(take) == 1 else torch.cat([x for _, _, x in take])
-            feats = extractor.submit(batch)
+            feats = self.extractor.submit(batch)
             offset = 0
             for vid, part, x in take:
-                parts.setdefault(vid, {})[part] = (feats, offset, len(x))
+                self.parts.setdefault(vid, {})[part] = (feats, offset, len(x))
                 offset += len(x)
 
-    def fail(index: int, why: str) -> tuple[int, None, None, str]:
-        failed.add(index)
-        reported.add(index)
-        done_info.pop(index, None)
-        parts.pop(index, None)
-        pending[:] = [p for p in pending if p[0] != index]
+    def fail(self, index: int, why: str) -> tuple[int, None, None, str]:
+        """Give up on a video: forget its parts; returns its failure to yield."""
+        self.failed.add(index)
+        self.reported.add(index)
+        self.done_info.pop(index, None)
+        self.parts.pop(index, None)
+        self.pending[:] = [p for p in self.pending if p[0] != index]
         return index, None, None, why
 
-    def dead_workers() -> Iterator[tuple[int, str]]:
+    def dead_workers(self) -> Iterator[tuple[int, str]]:
         """Videos whose worker died; each dead worker is replaced (tasks may remain)."""
+        workers, sources = self.workers, self.sources
         for i, proc in enumerate(workers):
             if proc.exitcode is None or proc.exitcode == 0:
                 continue
-            video = slots[i]
+            video = self.slots[i]
             if video == SLOT_NOT_STARTED:
                 raise FeatureError(f"a decode worker process exited with code {proc.exitcode} before it started "
                                    f"(a script that calls patchvad's extraction needs `if __name__ == "
                                    f"'__main__':` around it; or the machine is out of memory)")
-            workers[i] = start_worker(i)
+            workers[i] = self.start_worker(i)
             # A video whose "done" arrived has all its chunks here: it will complete.
-            if video >= 0 and video not in reported and video not in done_info:
+            if video >= 0 and video not in self.reported and video not in self.done_info:
                 yield video, (f"{sources[video]}: the decoding process died (exit code {proc.exitcode}: FFmpeg "
                               f"crashed on this file, or /dev/shm ran out)")
 
-    try:
-        while len(reported) < len(sources):
+    def videos(self) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
+        """Receive the workers' messages until every video is reported; yield each video's result."""
+        sources = self.sources
+        last_check = time.monotonic()
+        while len(self.reported) < len(sources):
             try:
-                index, kind, payload = results.get(timeout=1.0)
+                index, kind, payload = self.results.get(timeout=1.0)
             except queue.Empty:
                 kind = None
             if kind is None or time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
-                for vid, why in list(dead_workers()):
-                    yield fail(vid, why)
-                if kind is None and all(proc.exitcode is not None for proc in workers):
+                for vid, why in list(self.dead_workers()):
+                    yield self.fail(vid, why)
+                if kind is None and all(proc.exitcode is not None for proc in self.workers):
                     # Every worker is gone and nothing is queued: what was not reported never will be.
                     for vid in range(len(sources)):
-                        if vid not in reported:
-                            yield fail(vid, f"{sources[vid]}: not fully reported by its decoding process (it "
-                                            f"was killed before its last messages were sent)")
+                        if vid not in self.reported:
+                            yield self.fail(vid, f"{sources[vid]}: not fully reported by its decoding process (it "
+                                                 f"was killed before its last messages were sent)")
                     break
                 if kind is None:
                     continue
-            if index in failed:             # leftovers of a video given up on
+            if index in self.failed:             # leftovers of a video given up on
                 if kind == "chunk":
                     discard_shared(payload[1])
                 continue
             if kind == "chunk":
                 part, name, shape = payload
-                x = take_shared(name, shape, pin=cuda)
-                if cuda:
-                    x = x.to(device, non_blocking=True)     # overlaps with the running batch
-                pending.append((index, part, x))
-                flush(force=False)
+                x = take_shared(name, shape, pin=self.cuda)
+                if self.cuda:
+                    x = x.to(self.device, non_blocking=True)     # overlaps with the running batch
+                self.pending.append((index, part, x))
+                self.flush(force=False)
             elif kind == "error":
-                yield fail(index, payload)
+                yield self.fail(index, payload)
             else:
-                done_info[index] = payload
-            # A video is finished when all its parts went through the backbone.
-            for vid in list(done_info):
-                n_parts, starts, facts = done_info[vid]
-                if any(p[0] == vid for p in pending):
-                    flush(force=True)
-                if len(parts.get(vid, {})) == n_parts:
-                    del done_info[vid]
-                    got = parts.pop(vid)
-                    feats = np.concatenate([batch.numpy()[offset:offset + n]
-                                            for batch, offset, n in (got[k] for k in range(n_parts))])
-                    snippets = SnippetMap.build(facts["frame_count"], spec.snippet_len, spec.stride)
-                    reported.add(vid)
-                    if snippets.starts.tolist() != starts:
-                        yield vid, None, None, f"{sources[vid]}: snippet layout mismatch"
-                    else:
-                        yield vid, feats, snippets, facts
-    finally:
-        for proc in workers:
+                self.done_info[index] = payload
+            yield from self.finished()
+
+    def finished(self) -> Iterator[tuple[int, np.ndarray | None, SnippetMap | None, dict | str]]:
+        """The videos whose parts all went through the backbone, with their features."""
+        spec, sources = self.spec, self.sources
+        for vid in list(self.done_info):
+            n_parts, starts, facts = self.done_info[vid]
+            if any(p[0] == vid for p in self.pending):
+                self.flush(force=True)
+            if len(self.parts.get(vid, {})) == n_parts:
+                del self.done_info[vid]
+                got = self.parts.pop(vid)
+                feats = np.concatenate([batch.numpy()[offset:offset + n]
+                                        for batch, offset, n in (got[k] for k in range(n_parts))])
+                snippets = SnippetMap.build(facts["frame_count"], spec.snippet_len, spec.stride)
+                self.reported.add(vid)
+                if snippets.starts.tolist() != starts:
+                    yield vid, None, None, f"{sources[vid]}: snippet layout mismatch"
+                else:
+                    yield vid, feats, snippets, facts
+
+    def close(self) -> None:
+        """Stop the workers and free every shared-memory block still in flight."""
+        for proc in self.workers:
             if proc.is_alive():
                 proc.terminate()
             proc.join(timeout=5)
         # Tasks no worker will read: without this the queue's feeder thread, blocked on a
         # full pipe, would keep the interpreter from exiting after an early stop.
-        tasks.cancel_join_thread()
+        self.tasks.cancel_join_thread()
         # Blocks handed over but never read (the caller stopped early, or an error): free them.
         while True:
             try:
-                _, kind, payload = results.get_nowait()
+                _, kind, payload = self.results.get_nowait()
             except (queue.Empty, OSError, ValueError):
                 break
             if kind == "chunk":
                 discard_shared(payload[1])
-        remove_worker_blocks(started)      # what killed workers were filling
+        remove_worker_blocks(self.started)      # what killed workers were filling
 
 
 @dataclass
@@ -341,9 +384,11 @@ class ExtractReport:
 
     @property
     def frames_per_second(self) -> float:
+        """Frames of the videos done per second of the run (0 before it is timed)."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        """Counts and speed on one line, then one line per failed video."""
         text = (f"extracted {len(self.done)} videos ({self.frames} frames, {self.frames_per_second:.0f} frames/s), "
                 f"skipped {len(self.skipped)} already finished, {len(self.failed)} failed")
         for stem, why in self.failed.items():
@@ -371,8 +416,13 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
         out: feature folder.
         extractor: a ready extractor; else one is built from ``extractor_kwargs``.
         splits: which splits to extract.
-        rank, world_size: shard of this process (torchrun).
+        batch_size: snippets per backbone call.
+        rank: this process's shard (torchrun rank), see :func:`shard`.
+        world_size: number of shards (torchrun processes).
+        progress: show a progress bar.
+        verify: check finished videos' checksums before skipping them (else size only).
         decode_workers: decode in that many processes (GPU extraction; see extract_many).
+        **extractor_kwargs: arguments of :class:`PatchFeatureExtractor` when ``extractor`` is None.
     """
     from tqdm import tqdm
 
@@ -400,6 +450,7 @@ def extract_dataset(root: str | Path, out: str | Path, extractor: PatchFeatureEx
             if feats is None:
                 report.failed[entry.stem] = str(facts)
                 continue
+            assert snippets is not None and isinstance(facts, dict)     # features come with both
             if entry.frames is not None and facts["frame_count"] != entry.frames:
                 # The manifest's count is the ground truth's length: features of another length
                 # would fail evaluation later, far from the cause.

@@ -28,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +75,7 @@ def split_dims(spec: FeatureSpec, dim: int) -> dict[str, int]:
         if out[g] < proj[g]:
             out[g] += 1
     while sum(out.values()) > budget:          # the minimum of 1 overshot: take from the largest
-        g = max(out, key=out.get)
+        g = max(out, key=lambda group: out[group])
         out[g] -= 1
     return out
 
@@ -97,6 +99,7 @@ class Projection:
 
     @property
     def dim(self) -> int:
+        """Channels of the projected features."""
         return self.spec.dim
 
     def apply(self, x: np.ndarray, chunk: int = 64) -> np.ndarray:
@@ -125,6 +128,7 @@ class Projection:
 
     # -- file ---------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
+        """The file's tensors: ``"<group>.mean" (D_g,)`` and ``"<group>.components" (D_g, k_g)`` float32."""
         out = {}
         for g in self.components:
             out[f"{g}.mean"] = torch.from_numpy(np.ascontiguousarray(self.mean[g], dtype=np.float32))
@@ -132,10 +136,12 @@ class Projection:
         return out
 
     def metadata(self) -> dict[str, str]:
+        """The file's string metadata: format, both specs and the fit record (JSON)."""
         return {"format": FORMAT, "source_spec": json.dumps(self.source.to_dict()),
                 "spec": json.dumps(self.spec.to_dict()), "record": json.dumps(self.record)}
 
     def save(self, path: str | Path) -> Path:
+        """Write the projection as one safetensors file (atomically); returns ``path``."""
         path = Path(path)
         with atomic_path(path) as tmp:
             save_file(self.tensors(), str(tmp), metadata=self.metadata())
@@ -144,6 +150,11 @@ class Projection:
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str],
                    source: str | Path | None = None) -> "Projection":
+        """Rebuild a projection from its file's tensors and metadata (``source`` names the file in errors).
+
+        Raises:
+            FeatureError: not a patchvad projection, or a part is missing or malformed.
+        """
         if meta.get("format") != FORMAT:
             raise FeatureError(f"not a patchvad projection (format {meta.get('format')!r})", path=source)
         try:
@@ -159,6 +170,11 @@ class Projection:
 
     @classmethod
     def load(cls, path: str | Path) -> "Projection":
+        """Read a projection written by :meth:`save`.
+
+        Raises:
+            FeatureError: the file is missing, not safetensors, or not a projection.
+        """
         from safetensors.torch import load_file
         path = Path(path)
         if not path.is_file():
@@ -182,7 +198,7 @@ def _digest(mean: dict[str, np.ndarray], components: dict[str, np.ndarray]) -> s
 
 
 def fit_projection(store: FeatureStore, stems: list[str], dim: int, samples: int = 200_000, seed: int = 0,
-                   log=None) -> Projection:
+                   log: Callable[[str], Any] | None = None) -> Projection:
     """Fit the per-group PCA on tokens sampled from the videos ``stems`` (the training videos).
 
     Args:
@@ -191,6 +207,7 @@ def fit_projection(store: FeatureStore, stems: list[str], dim: int, samples: int
         dim: output channels in total (motion's kept channels included).
         samples: tokens sampled in all (spread evenly over the videos, at random inside each).
         seed: sampling seed.
+        log: called with a progress line every 200 videos; None for silence.
     """
     if not stems:
         raise ConfigError("no training videos to fit the projection on")
@@ -198,7 +215,8 @@ def fit_projection(store: FeatureStore, stems: list[str], dim: int, samples: int
     dims = split_dims(spec, dim)
     rng = np.random.default_rng(seed)
     per_video = max(1, -(-samples // len(stems)))
-    acc = {g: [0, np.zeros(b - a), np.zeros((b - a, b - a))] for g, (a, b) in spec.channels.items() if g in dims}
+    acc: dict[str, list[Any]] = {g: [0, np.zeros(b - a), np.zeros((b - a, b - a))]
+                                 for g, (a, b) in spec.channels.items() if g in dims}
     t0 = time.perf_counter()
     for i, stem in enumerate(stems):
         x = store.load(stem, mmap=True).x
@@ -247,6 +265,16 @@ def fit_projection(store: FeatureStore, stems: list[str], dim: int, samples: int
 
 @dataclass
 class ReduceReport:
+    """What :func:`reduce_store` did.
+
+    Attributes:
+        out: the reduced store.
+        projection: the projection applied (fitted now or reused from ``out``).
+        done: videos projected by this run.
+        skipped: videos already finished in ``out``.
+        seconds: wall time of the run.
+    """
+
     out: Path
     projection: Projection
     done: list[str]
@@ -254,6 +282,7 @@ class ReduceReport:
     seconds: float
 
     def summary(self) -> str:
+        """One line for the terminal: channels per group, variance kept, videos done and skipped."""
         ev = ", ".join(f"{g} {k} PCs ({100 * self.projection.record['explained_variance'][g]:.1f}% of the variance)"
                        for g, k in self.projection.record["components"].items())
         return (f"{self.out}: {self.projection.dim} channels ({ev}; motion kept); projected {len(self.done)} videos, "
@@ -261,7 +290,7 @@ class ReduceReport:
 
 
 def reduce_store(features: str | Path, data_root: str | Path, out: str | Path, dim: int, samples: int = 200_000,
-                 seed: int = 0, log=None) -> ReduceReport:
+                 seed: int = 0, log: Callable[[str], Any] | None = None) -> ReduceReport:
     """Fit the projection on the training videos of ``data_root`` and write the reduced store ``out``.
 
     Resumable: a rerun with the same arguments reuses ``out/projection.safetensors``

@@ -51,6 +51,7 @@ class SnippetMap:
 
     @property
     def num_snippets(self) -> int:
+        """``T``, the number of snippets."""
         return int(self.starts.shape[0])
 
     @property
@@ -80,11 +81,13 @@ class SnippetMap:
         return first, min(first + self.snippet_len, self.frame_count) - 1
 
     def to_dict(self) -> dict:
+        """The map as JSON-ready values (:meth:`from_dict` reads them back)."""
         return {"frame_count": self.frame_count, "snippet_len": self.snippet_len, "stride": self.stride,
                 "starts": self.starts.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SnippetMap":
+        """The map :meth:`to_dict` wrote."""
         return cls(int(d["frame_count"]), np.asarray(d["starts"], dtype=np.int64), int(d["snippet_len"]),
                    int(d["stride"]))
 

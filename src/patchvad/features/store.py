@@ -178,6 +178,7 @@ class FeatureStore:
         return self.extra.get("reduction")
 
     def record(self, stem: str) -> dict:
+        """The JSON record of one video's features (``<stem>.json``)."""
         return _read_json(self.path / f"{stem}.json")
 
     def __contains__(self, stem: str) -> bool:
