@@ -58,8 +58,8 @@ def _video(name: str, entry: VideoEntry) -> tuple[Factory, dict[str, int]]:
 
 for _name, _entry in CLIP_MODELS.items():
     register_backbone(_name, *_zoo(_name, _entry))
-for _name, _entry in VIDEO_MODELS.items():
-    register_backbone(_name, *_video(_name, _entry))
+for _name, _video_entry in VIDEO_MODELS.items():
+    register_backbone(_name, *_video(_name, _video_entry))
 for _name, _entry in TIMM_MODELS.items():
     register_backbone(f"timm:{_name}", *_zoo(f"timm:{_name}", _entry))
 
@@ -112,9 +112,11 @@ class FeatureSpec:
 
     @property
     def dim(self) -> int:
+        """``D``, channels of the features (the end of the last channel slice)."""
         return max(end for _, end in self.channels.values())
 
     def to_dict(self) -> dict:
+        """The spec as JSON-ready values, ``dim`` included (:meth:`from_dict` reads them back)."""
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["grid"] = list(self.grid)
@@ -123,6 +125,7 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
+        """The spec :meth:`to_dict` wrote (``dim`` and unknown keys are ignored)."""
         keys = {"backbone", "weights_hash", "input_size", "grid", "snippet_len", "stride", "passes", "motion",
                 "channels"}
         kw = {k: d[k] for k in keys}

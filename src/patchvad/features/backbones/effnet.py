@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,9 @@ class EffNetLite0Appearance(torch.nn.Module):
 
     @torch.no_grad()
     def maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.net
+        """The stride-16 and stride-32 feature maps of ``(N, 3, H, W)`` images (see the class docstring)."""
+        # efficientnet_lite_pytorch has no type hints: its layers come through nn.Module.__getattr__.
+        net: Any = self.net
         # EfficientNet-Lite expects (x - 127) / 128 (mean/std of its TF preprocessing).
         x = (images - 127.0) / 128.0
         x = net._swish(net._bn0(net._conv_stem(x)))

@@ -57,6 +57,7 @@ def hub_kwargs() -> dict:
 
 
 def download_error(repo_id: str, what: str, exc: BaseException) -> FeatureError:
+    """The error to raise when ``what`` of ``repo_id`` cannot be fetched: the cause and what to do."""
     hint = ("HF_HUB_OFFLINE is set and the file is not in the local cache: download it once with network "
             "access (or copy the cache, HF_HOME / HF_HUB_CACHE), then rerun" if offline() else
             "check the network connection and the repository name, or set HF_HUB_OFFLINE=1 to use the local "

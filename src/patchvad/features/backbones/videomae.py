@@ -22,6 +22,7 @@ torchvision, so this is the library's own model code and its own ``from_pretrain
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,6 +42,7 @@ class VideoEntry:
 
     @property
     def dim(self) -> int:
+        """``D``, the width of the model's tokens."""
         return int(self.config["hidden_size"])
 
 
@@ -87,11 +89,14 @@ class VideoMAEAppearance(nn.Module):
     ``(H, W)`` the model's image size; output ``(B, Gh, Gw, 2 D)``.
     """
 
+    mean: torch.Tensor      # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, name: str, entry: VideoEntry, pretrained: bool = True):
         super().__init__()
         self.name = name
         self.net, self.weights_hash = _load(name, entry, pretrained)
-        cfg = self.net.config
+        cfg: Any = self.net.config      # a transformers VideoMAEConfig (transformers is imported at run time)
         self.clip_frames = int(cfg.num_frames)
         self.tubelet = int(cfg.tubelet_size)
         self.patch = int(cfg.patch_size)
@@ -103,6 +108,11 @@ class VideoMAEAppearance(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1) * 255.0, persistent=False)
 
     def check_input_size(self, width: int, height: int) -> None:
+        """Refuse any input size but the model's image size.
+
+        Raises:
+            ConfigError: ``(width, height)`` differs from the model's.
+        """
         h, w = self.image_size
         if (width, height) != (w, h):
             raise ConfigError(f"backbone '{self.name}' takes {w}x{h} frames only (its position embeddings are "
@@ -110,6 +120,7 @@ class VideoMAEAppearance(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``(B, F, 3, H, W)`` frames -> ``(B, Gh, Gw, 2 D)`` (see the class docstring)."""
         b, f, _, h, w = frames.shape
         if f != self.clip_frames:
             raise ValueError(f"{self.name} takes {self.clip_frames} frames per snippet, got {f}")

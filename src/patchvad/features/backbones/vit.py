@@ -78,10 +78,12 @@ class ViTConfig:
 
     @property
     def pos_grid(self) -> int:
+        """Side of the checkpoint's position grid, in patches."""
         return self.img_size // self.patch
 
     @property
     def num_prefix(self) -> int:
+        """Tokens before the patch tokens: the class token and the register tokens."""
         return 1 + self.reg_tokens
 
 
@@ -214,6 +216,7 @@ class VisionTransformer(nn.Module):
         return cached
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` normalised images -> ``(N, D, H/p, W/p)`` patch tokens."""
         x = self.patch_embed.proj(x)                         # (N, D, gh, gw)
         n, d, gh, gw = x.shape
         x = x.flatten(2).transpose(1, 2)                      # (N, gh*gw, D)
@@ -232,10 +235,12 @@ class VisionTransformer(nn.Module):
         return x.transpose(1, 2).reshape(n, d, gh, gw)
 
     def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The one feature map, ``[(N, D, H/p, W/p)]``."""
         return [self(x)]
 
     @property
     def multiple(self) -> int:
+        """Input sides must be multiples of this (the patch side)."""
         return self.cfg.patch
 
     # parameters of timm checkpoints that patchvad never uses
@@ -335,6 +340,7 @@ class ConvNeXt(nn.Module):
         self.stages = nn.ModuleList(_Stage(cins[i], cfg.dims[i], cfg.depths[i], cfg.eps, i == 0) for i in range(4))
 
     def init_random(self, seed: int = 0) -> "ConvNeXt":
+        """Random weights (normal, std 0.02, clipped at 2 std, like timm's init): tests, no files."""
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, p in self.named_parameters():
@@ -349,6 +355,7 @@ class ConvNeXt(nn.Module):
         return self
 
     def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(N, 3, H, W)`` normalised images -> the stride-16 and stride-32 maps."""
         x = self.stem(x)
         x = self.stages[1](self.stages[0](x))
         s16 = self.stages[2](x)
@@ -381,16 +388,19 @@ class ZooEntry:
     extra: str
 
     def build(self) -> VisionTransformer | ConvNeXt:
+        """The architecture with uninitialised weights."""
         return VisionTransformer(self.arch) if isinstance(self.arch, ViTConfig) else ConvNeXt(self.arch)
 
     @property
     def dims(self) -> list[int]:
+        """Channels of each feature map the network outputs."""
         if isinstance(self.arch, ViTConfig):
             return [self.arch.dim]
         return [self.arch.dims[2], self.arch.dims[3]]
 
     @property
     def groups(self) -> dict[str, int]:
+        """Feature channel groups: every map's channels, then the first map's change."""
         return {"appearance": sum(self.dims), "appearance_change": self.dims[0]}
 
 
@@ -440,7 +450,7 @@ TIMM_MODELS: dict[str, ZooEntry] = {
 }
 
 
-def convert(state: Mapping[str, torch.Tensor], entry: ZooEntry, net: nn.Module,
+def convert(state: Mapping[str, torch.Tensor], entry: ZooEntry, net: VisionTransformer | ConvNeXt,
             source: str) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors under the names of ``net``, float32, after a strict key check."""
     if entry.layout == "open_clip":
@@ -465,7 +475,7 @@ def convert(state: Mapping[str, torch.Tensor], entry: ZooEntry, net: nn.Module,
     return out
 
 
-def load_entry(name: str, entry: ZooEntry, pretrained: bool) -> tuple[nn.Module, str]:
+def load_entry(name: str, entry: ZooEntry, pretrained: bool) -> tuple[VisionTransformer | ConvNeXt, str]:
     """The network of a zoo entry in eval mode and its weights hash.
 
     ``pretrained=False``: random weights (no file, no optional package needed).
@@ -500,6 +510,9 @@ class ZooAppearance(nn.Module):
     of the first map between consecutive passes, ``C = dims[0]``; zero for one pass).
     """
 
+    mean: torch.Tensor      # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, name: str, entry: ZooEntry, pretrained: bool = True):
         super().__init__()
         self.name = name
@@ -512,6 +525,11 @@ class ZooAppearance(nn.Module):
         self.register_buffer("std", std, persistent=False)
 
     def check_input_size(self, width: int, height: int) -> None:
+        """Refuse input sizes that are not multiples of the network's :attr:`multiple`.
+
+        Raises:
+            ConfigError: a side is not a multiple (the message suggests one that is).
+        """
         m = self.net.multiple
         if width % m or height % m:
             raise ConfigError(f"backbone '{self.name}' needs an input size that is a multiple of {m} "
@@ -519,6 +537,7 @@ class ZooAppearance(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``(B, P, 3, H, W)`` frames -> ``(B, Gh, Gw, A + C)`` (see the class docstring)."""
         b, p = frames.shape[:2]
         x = (frames.flatten(0, 1) - self.mean) / self.std
         maps = [resample(m, grid).unflatten(0, (b, p)) for m in self.net.maps(x)]   # (B, P, C, Gh, Gw)
