@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class VideoEntry:
 
     def info(self) -> VideoInfo:
         """Frame count, fps and size: from the manifest when given, else probed."""
-        if None not in (self.frames, self.width, self.height):
+        if self.frames is not None and self.width is not None and self.height is not None:
             return VideoInfo(str(self.path), int(self.frames), float(self.fps or 25.0),
                              int(self.width), int(self.height), "")
         return probe(self.path)
@@ -87,6 +88,7 @@ class GroundTruth:
 
     @property
     def frame_count(self) -> int:
+        """``F``, frames of the video."""
         return int(self.frame_labels.shape[0])
 
     def boxes_of_frame(self, frame_id: int) -> np.ndarray:
@@ -171,7 +173,10 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[VideoEntry
     for line, row in rows:
         if len(row) != len(header):
             raise DatasetError(f"expected {len(header)} fields, found {len(row)}", path=path, line=line)
-        get = lambda name: row[col[name]].strip() if name in col else ""  # noqa: E731
+
+        def get(name: str) -> str:
+            return row[col[name]].strip() if name in col else ""
+
         video = get("video")
         resolved = resolve_inside(root, video, source=path, line=line)
         split = get("split")
@@ -187,25 +192,36 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[VideoEntry
         stems[stem] = line
         if check_files and not _exists(resolved):
             raise DatasetError(f"video '{video}' not found", path=path, line=line)
-        facts: dict[str, int | float | None] = {}
-        for name in ("frames", "width", "height"):
-            text = get(name)
-            facts[name] = None if text == "" else _parse_int(text, name, path, line)
-            if facts[name] is not None and not 1 <= facts[name] < 2 ** 31:
-                raise DatasetError(f"{name} must be a positive count below 2**31, found {text}", path=path,
-                                   line=line)
-        fps_text = get("fps")
-        try:
-            facts["fps"] = None if fps_text == "" else float(fps_text)
-        except ValueError:
-            raise DatasetError(f"fps '{fps_text}' is not a number", path=path, line=line) from None
-        if facts["fps"] is not None and not (math.isfinite(facts["fps"]) and facts["fps"] > 0):
-            raise DatasetError(f"fps must be a positive number, found {fps_text}", path=path, line=line)
+        facts = _row_facts(get, path, line)
         entries.append(VideoEntry(video=video, path=resolved, split=split, label=int(label_text),
                                   cls=get("class"), stem=stem, line=line, **facts))
     if not entries:
         raise DatasetError("manifest lists no videos", path=path)
     return entries
+
+
+def _row_facts(get: Callable[[str], str], path: Path, line: int) -> dict[str, Any]:
+    """A manifest row's optional ``frames``, ``width``, ``height`` and ``fps`` (None where empty).
+
+    Raises:
+        DatasetError: a count that is not a positive integer below 2**31, or an fps that
+            is not a positive number.
+    """
+    facts: dict[str, Any] = {}
+    for name in ("frames", "width", "height"):
+        text = get(name)
+        facts[name] = None if text == "" else _parse_int(text, name, path, line)
+        if facts[name] is not None and not 1 <= facts[name] < 2 ** 31:
+            raise DatasetError(f"{name} must be a positive count below 2**31, found {text}", path=path,
+                               line=line)
+    fps_text = get("fps")
+    try:
+        facts["fps"] = None if fps_text == "" else float(fps_text)
+    except ValueError:
+        raise DatasetError(f"fps '{fps_text}' is not a number", path=path, line=line) from None
+    if facts["fps"] is not None and not (math.isfinite(facts["fps"]) and facts["fps"] > 0):
+        raise DatasetError(f"fps must be a positive number, found {fps_text}", path=path, line=line)
+    return facts
 
 
 def _exists(path: Path) -> bool:
@@ -405,12 +421,19 @@ class DatasetFolder:
         self.entries: tuple[VideoEntry, ...] = tuple(read_manifest(self.root, check_files=check_files))
 
     def train_set(self) -> TrainSet:
+        """The training videos, in manifest order."""
         return TrainSet(tuple(e for e in self.entries if e.split == "train"))
 
     def test_set(self) -> TestSet:
+        """The test videos, in manifest order, with their ground truth."""
         return TestSet(self.root, tuple(e for e in self.entries if e.split == "test"))
 
     def entry(self, stem: str) -> VideoEntry:
+        """The manifest row of video ``stem``.
+
+        Raises:
+            DatasetError: no video has that stem.
+        """
         for e in self.entries:
             if e.stem == stem:
                 return e
