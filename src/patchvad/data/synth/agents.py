@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -213,6 +214,7 @@ def person_look(rng: np.random.Generator, config: SynthConfig, photo: Photometry
 
 
 def car_look(rng: np.random.Generator, config: SynthConfig, photo: Photometry) -> CarLook:
+    """A random car: size from the preset, a body colour, lights and glass under the video's photometry."""
     (l_lo, l_hi), (h_lo, h_hi) = config.car_size
     return CarLook(length=float(rng.uniform(l_lo, l_hi)) * config.object_scale,
                    height=float(rng.uniform(h_lo, h_hi)) * config.object_scale,
@@ -222,6 +224,7 @@ def car_look(rng: np.random.Generator, config: SynthConfig, photo: Photometry) -
 
 
 def bag_look(rng: np.random.Generator, config: SynthConfig, photo: Photometry, carrier_height: float) -> BagLook:
+    """A random bag sized relative to its carrier's height (``carrier_height`` px)."""
     lo, hi = config.bag_size
     return BagLook(width=float(rng.uniform(lo, hi)) * carrier_height,
                    height=float(rng.uniform(lo, hi)) * carrier_height * 0.85,
@@ -353,6 +356,7 @@ def cyclist_prims(look: PersonLook, scale: float, phase: int, facing: int) -> li
 
 
 def bag_prims(look: BagLook, scale: float) -> list[tuple]:
+    """Primitives of a bag at ``scale`` (see :func:`rasterize`): body, flap, handle."""
     w, h = look.width * scale, look.height * scale
     r = 0.2 * min(w, h)
     return [
@@ -383,7 +387,7 @@ class Agent:
     """
 
     kind: str
-    look: object
+    look: Any           # PersonLook, CarLook or BagLook, as ``kind`` says
     x: np.ndarray
     y: np.ndarray
     present: np.ndarray
@@ -403,7 +407,8 @@ class Agent:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def empty(cls, kind: str, look: object, n: int) -> "Agent":
+    def empty(cls, kind: str, look: Any, n: int) -> "Agent":
+        """An agent of ``n`` frames, absent everywhere, in the default pose."""
         return cls(kind=kind, look=look, x=np.zeros(n), y=np.zeros(n), present=np.zeros(n, dtype=bool),
                    mode=np.full(n, WALK, dtype=np.int8), phase=np.zeros(n, dtype=np.int16),
                    angle=np.zeros(n, dtype=np.float32), facing=np.ones(n, dtype=np.int8),
@@ -412,9 +417,11 @@ class Agent:
 
     @property
     def n_frames(self) -> int:
+        """Frames of the video the agent lives in."""
         return int(self.x.shape[0])
 
     def depth_at(self, t: int) -> float:
+        """Drawing order key at frame ``t`` (``y`` unless a depth is set)."""
         return float(self.y[t] if self.depth is None else self.depth[t])
 
     def sprite(self, t: int) -> Sprite:
@@ -601,12 +608,14 @@ class Occupancy:
     lanes: dict[int, list[tuple[np.ndarray, np.ndarray, float]]] = field(default_factory=dict)
 
     def walk_free(self, cross: float, present: np.ndarray) -> bool:
+        """No walkway exclusion covers ``cross`` at a frame where the walker is ``present``."""
         for t_lo, t_hi, c_lo, c_hi in self.walk:
             if c_lo <= cross <= c_hi and present[max(t_lo, 0):t_hi + 1].any():
                 return False
         return True
 
     def lane_free(self, lane: int, along: np.ndarray, active: np.ndarray, half: float, gap: float = 6.0) -> bool:
+        """A vehicle of half length ``half`` keeps ``gap`` px from every occupant of ``lane`` while both are active."""
         for other, other_active, other_half in self.lanes.get(lane, []):
             both = active & other_active
             if both.any() and (np.abs(along[both] - other[both]) < half + other_half + gap).any():
@@ -614,6 +623,7 @@ class Occupancy:
         return True
 
     def add_lane(self, lane: int, along: np.ndarray, active: np.ndarray, half: float) -> None:
+        """Record a vehicle on ``lane``: position per frame, active mask, half length."""
         self.lanes.setdefault(lane, []).append((along, active, half))
 
 
@@ -770,10 +780,10 @@ def populate_road(rng: np.random.Generator, view: View, config: SynthConfig, pho
             keys.append((int(t), -45.0 if direction > 0 else L + 45.0))
             t += float(rng.exponential(1.0 / rate))
         for t_key, a_key in keys:
-            look = car_look(rng, config, photo)
-            car = car_on_lane(view, look, n, t_key, a_key, lane, speed)
+            car_lk = car_look(rng, config, photo)
+            car = car_on_lane(view, car_lk, n, t_key, a_key, lane, speed)
             along = car.x if view.orient == "h" else car.y
-            if car.present.any() and occupancy.lane_free(lane, along, car.present, look.length / 2.0):
-                occupancy.add_lane(lane, along, car.present, look.length / 2.0)
+            if car.present.any() and occupancy.lane_free(lane, along, car.present, car_lk.length / 2.0):
+                occupancy.add_lane(lane, along, car.present, car_lk.length / 2.0)
                 agents.append(car)
     return agents

@@ -240,6 +240,7 @@ def vehicle_in_zone(rng: np.random.Generator, ctx: Context) -> Event:
     along = integrate_along(view, t0, a_start, cross, vel)
     car = vehicle_on_path(view, look, along, cross, direction)
     _mark(car, t0, t0 + d, 1)
+    assert car.event is not None                                     # set by _mark
     ctx.occupancy.add_lane(lane, along, car.present & ~car.event, 0.5 * look.length)
     if view.orient == "h":
         ctx.occupancy.walk.append((t0, t0 + d - 1, c_zone - 14.0, c_zone + 8.0))
@@ -332,8 +333,10 @@ def fall(rng: np.random.Generator, ctx: Context) -> Event:
 
 
 def left_object(rng: np.random.Generator, ctx: Context) -> Event:
-    """A walker drops a bag and walks on; the bag lies there until a passer-by takes it
-    or the video ends. The bag is the anomaly (track 1) from the moment it is let go.
+    """A walker drops a bag and walks on; the bag lies there until a passer-by takes it.
+
+    Or it lies there until the video ends. The bag is the anomaly (track 1) from the
+    moment it is let go.
     """
     view, cfg, n = ctx.view, ctx.config, ctx.n
     look = person_look(rng, cfg, ctx.photo)
@@ -354,6 +357,7 @@ def left_object(rng: np.random.Generator, ctx: Context) -> Event:
     bag = Agent.empty("bag", bag_lk, n)
     bag.present[:] = True
     attach_bag(bag, carrier, range(0, t0))
+    assert bag.depth is not None                                     # set by attach_bag
     hx, _ = hand_point(carrier, t0)
     held = (hx, carrier.y[t0] - 0.46 * look.height * float(carrier.scale[t0])
             + 0.92 * bag_lk.height * float(carrier.scale[t0]))
@@ -467,11 +471,11 @@ def normal_counterpart(kind: str, rng: np.random.Generator, ctx: Context) -> Eve
     agents: list[Agent] = []
     if kind == "vehicle_in_zone":
         lane = view.near_lane()
-        look = car_look(rng, cfg, ctx.photo)
-        car = car_on_lane(view, look, n, t_mid, a_key, lane, ctx.lane_speeds[lane])
+        car_lk = car_look(rng, cfg, ctx.photo)
+        car = car_on_lane(view, car_lk, n, t_mid, a_key, lane, ctx.lane_speeds[lane])
         along = car.x if view.orient == "h" else car.y
-        if ctx.occupancy.lane_free(lane, along, car.present, 0.5 * look.length):
-            ctx.occupancy.add_lane(lane, along, car.present, 0.5 * look.length)
+        if ctx.occupancy.lane_free(lane, along, car.present, 0.5 * car_lk.length):
+            ctx.occupancy.add_lane(lane, along, car.present, 0.5 * car_lk.length)
             agents.append(car)
     elif kind == "pedestrian_on_road":
         # A walker on the walkway's road-side edge: close to the road, but on the walkway.

@@ -168,7 +168,7 @@ class SynthConfig:
     default_test: int = 60
     camera_draw: CameraDraw | None = None
 
-    def validate(self) -> "SynthConfig":
+    def validate(self) -> "SynthConfig":  # noqa: C901 - a flat list of independent range checks, one per field
         """Check ranges; return self.
 
         Raises:

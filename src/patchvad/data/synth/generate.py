@@ -189,7 +189,8 @@ def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, p
     Args:
         root: output folder; created if missing. It must be empty, or hold an earlier
             synthetic benchmark and ``overwrite`` be set.
-        n_train, n_test: number of training and test videos.
+        n_train: number of training videos.
+        n_test: number of test videos.
         seed: seeds every video; one seed always gives byte-identical files.
         preset: a name in :data:`PRESETS` or a :class:`SynthConfig`.
         workers: processes that render and encode videos in parallel (the output does

@@ -154,6 +154,7 @@ class VideoScene:
 
     @property
     def n_frames(self) -> int:
+        """Frames of the video."""
         return self.spec.frames
 
     def _order(self, t: int, skip_anomaly: bool) -> list[Agent]:
@@ -198,8 +199,10 @@ class VideoScene:
             yield buf.astype(np.uint8)
 
     def object_box(self, agent: Agent, t: int) -> tuple[tuple[int, int, int, int], int, int] | None:
-        """An agent's tight inclusive xyxy box inside frame ``t``, its visible pixel
-        count and its whole area in pixels; None when it is not in the frame.
+        """An agent's tight inclusive xyxy box inside frame ``t``, or None when it is not in the frame.
+
+        Returns:
+            ``(box, visible pixel count, whole area in pixels)``, or None.
         """
         sprite = agent.sprite(t)
         got = visible_box(sprite, _anchor(agent.x[t]), _anchor(agent.y[t]), self.config.width, self.config.height)

@@ -122,7 +122,7 @@ class Photometry:
     """Per-video camera response: ``out = gain * tint * in + offset`` (8-bit levels)."""
 
     gain: float
-    tint: tuple[float, float, float]
+    tint: tuple[float, ...]     # (r, g, b)
     offset: float
     noise_sigma: float
 
@@ -370,7 +370,7 @@ def _fixed_layout(rng: np.random.Generator, config: SynthConfig, orient: str) ->
     """The geometry of a fixed camera (narrow ranges: the presets' six to ten streets)."""
     C = float(config.height if orient == "h" else config.width)
     m = float(MARGIN)
-    frac = lambda lo, hi: float(rng.uniform(lo, hi)) * C  # noqa: E731
+    frac = lambda lo, hi: float(rng.uniform(lo, hi)) * C  # noqa: E731 - one-line shorthand for the layout below
     if orient == "h":
         road_far = bool(rng.random() < 0.5)
         top = frac(0.16, 0.22)

@@ -129,6 +129,7 @@ def markdown(result: dict, types: tuple[str, ...] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the measured distributions of a preset as Markdown; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--videos", type=int, default=200)
