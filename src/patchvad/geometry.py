@@ -89,7 +89,7 @@ def chain_snippet_boxes(snippet_boxes: Sequence[Sequence[int]], link_iou: float)
     return ids
 
 
-def link_frame_boxes(per_frame: Iterable[tuple[int, np.ndarray]], min_iou: float = 0.0) -> np.ndarray:
+def link_frame_boxes(per_frame: Iterable[tuple[int | np.integer, np.ndarray]], min_iou: float = 0.0) -> np.ndarray:
     """Link SEVERAL boxes per frame into tracks (ground-truth track identities for RBDC/TBDC).
 
     A box continues a track whose box in the *previous* frame overlaps it with IoU

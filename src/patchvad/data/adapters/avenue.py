@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,10 @@ from patchvad.data.adapters.common import (
 )
 from patchvad.errors import DatasetError
 from patchvad.io.video import VIDEO_EXTENSIONS
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import SpawnProcess
 
 NAME = "avenue"
 TITLE = "CUHK Avenue"
@@ -67,8 +72,8 @@ class _IsolatedMatReader:
 
     def __init__(self, timeout: float = 600.0):
         self.timeout = timeout
-        self._proc = None
-        self._conn = None
+        self._proc: SpawnProcess | None = None
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
 
     def _start(self) -> None:
@@ -85,6 +90,7 @@ class _IsolatedMatReader:
         if self._proc is not None:
             self._proc.kill()
             self._proc.join()
+            assert self._conn is not None           # started together with _proc
             self._conn.close()
         self._proc = self._conn = None
 
@@ -93,6 +99,7 @@ class _IsolatedMatReader:
             if self._proc is None or not self._proc.is_alive():
                 self._stop()
                 self._start()
+            assert self._conn is not None           # started together with _proc
             try:
                 self._conn.send(str(path))
                 if not self._conn.poll(self.timeout):
@@ -205,7 +212,7 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                 report.problem(f"{mat}: {masks.shape[0]} masks of {masks.shape[2]}x{masks.shape[1]} for a video of "
                                f"{info.frames} frames of {info.width}x{info.height}")
                 continue
-            labels = masks.reshape(len(masks), -1).any(axis=1).astype(np.uint8)
+            labels = np.asarray(masks.reshape(len(masks), -1).any(axis=1)).astype(np.uint8)
             regions = masks_to_regions((f, masks[f]) for f in np.flatnonzero(labels))
             planned.frame_labels = labels
             planned.regions, _ = clean_regions(regions, info.frames, info.width, info.height)

@@ -29,11 +29,11 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 from scipy import ndimage
@@ -42,7 +42,7 @@ from patchvad.data.folder import MANIFEST, write_frame_labels, write_manifest, w
 from patchvad.errors import DatasetError, PatchvadError
 from patchvad.geometry import link_frame_boxes
 from patchvad.io.files import atomic_write_json, text_lines
-from patchvad.io.video import (  # noqa: F401 (re-exported)
+from patchvad.io.video import (  # noqa: F401 - re-exported: the adapters import these from here
     IMAGE_EXTENSIONS,
     image_errors,
     is_hidden,
@@ -86,7 +86,9 @@ class FrameCounter(Protocol):
     ~100k frames; writing them would make tests pointless and slow).
     """
 
-    def __call__(self, path: Path) -> MediaInfo: ...
+    def __call__(self, path: Path) -> MediaInfo:
+        """Frame count, fps and size of the video file or frame folder ``path``."""
+        ...
 
 
 def default_frame_counter(path: Path) -> MediaInfo:
@@ -223,6 +225,12 @@ class SourceIndex:
         out = [p for paths in self._dirs.values() for p in paths if predicate is None or predicate(p)]
         return sorted(out, key=str)
 
+    @overload
+    def find_file(self, names: Sequence[str], what: str, required: Literal[True] = True) -> Path: ...
+
+    @overload
+    def find_file(self, names: Sequence[str], what: str, required: bool) -> Path | None: ...
+
     def find_file(self, names: Sequence[str], what: str, required: bool = True) -> Path | None:
         """The one annotation file called any of ``names`` (tried in order).
 
@@ -295,6 +303,7 @@ class PlannedVideo:
 
     @property
     def is_folder(self) -> bool:
+        """The source is a folder of frame images (not a video file)."""
         return self.source.is_dir()
 
 
@@ -309,6 +318,7 @@ class CountCheck:
 
     @property
     def ok(self) -> bool:
+        """The count matches."""
         return self.expected == self.found
 
     def __str__(self) -> str:
@@ -349,9 +359,11 @@ class PrepareReport:
         return check
 
     def problem(self, message: str) -> None:
+        """Record something that makes the dataset wrong."""
         self.problems.append(message)
 
     def note(self, message: str) -> None:
+        """Record a fact worth knowing that is not an error."""
         self.notes.append(message)
 
     def problem_list(self, what: str, items: Sequence[str], limit: int = 8) -> None:
@@ -360,11 +372,13 @@ class PrepareReport:
             self.problems.append(f"{what} ({len(items)}): {_shorten(items, limit)}")
 
     def note_list(self, what: str, items: Sequence[str], limit: int = 8) -> None:
+        """One note line for many items: ``what (n): a, b, c ... and k more``."""
         if items:
             self.notes.append(f"{what} ({len(items)}): {_shorten(items, limit)}")
 
     @property
     def mismatches(self) -> list[CountCheck]:
+        """The count checks that failed."""
         return [c for c in self.checks if not c.ok]
 
     @property
@@ -394,6 +408,7 @@ class PrepareReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (``prepare_report.json``)."""
         return {
             "dataset": self.dataset, "source": str(self.source), "root": str(self.root),
             "ok": self.ok, "counts": self.counts, "mode": self.mode,
@@ -515,7 +530,7 @@ def mask_boxes(mask: np.ndarray, min_area: int = 1) -> np.ndarray:
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
 
-def masks_to_regions(masks: Iterable[tuple[int, np.ndarray]], min_area: int = 1,
+def masks_to_regions(masks: Iterable[tuple[int | np.integer, np.ndarray]], min_area: int = 1,
                      min_iou: float = 0.0) -> np.ndarray:
     """Pixel masks -> connected-component boxes -> linked tracks (``(R, 6)`` rows)."""
     return link_frame_boxes(((f, mask_boxes(m, min_area)) for f, m in masks), min_iou=min_iou)
@@ -572,11 +587,14 @@ def clean_regions(regions: np.ndarray, frames: int, width: int, height: int) -> 
 
 
 def check_splits(report: PrepareReport, plans: Sequence[PlannedVideo],
-                 expected: dict[str, tuple[int, int | None]], reference: str) -> None:
+                 expected: Mapping[str, tuple[int, int | None]], reference: str) -> None:
     """Compare videos and anomalous videos per split with the official numbers.
 
     Args:
+        report: where the checks are recorded.
+        plans: the planned videos.
         expected: ``split -> (videos, anomalous or None when unknown)``.
+        reference: where the official numbers come from (quoted in the report).
     """
     for split, (n_videos, n_anomalous) in expected.items():
         mine = [p for p in plans if p.split == split]

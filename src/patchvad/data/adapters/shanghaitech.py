@@ -160,13 +160,13 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     for split, ids in (("train", train_ids), ("test", test_ids)):
         listed += [(split, v) for v in ids if all(v != w for _, w in listed)]
     sources: dict[str, Path] = {}
-    missing = []
+    missing: list[str] = []
     for _, vid in listed:
-        path, why = _find_video(ctx, vid, prefer)
-        if path is None:
+        video_path, why = _find_video(ctx, vid, prefer)
+        if video_path is None:
             missing.append(f"{vid} ({why})")
         else:
-            sources[vid] = path
+            sources[vid] = video_path
     report.problem_list("listed videos not found under the source", missing)
     infos = ctx.probe_many(list(sources.values()))
 

@@ -113,7 +113,7 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
         if split == "test":
             gt_files = ctx.index.files(f"{name}_gt.txt")
             inside = [p for p in gt_files if p.parent == folder]
-            gt_path = (inside or gt_files or [None])[0]
+            gt_path = next(iter(inside or gt_files), None)
             if gt_path is None:
                 no_gt.append(name)
                 continue

@@ -95,6 +95,7 @@ def _gt_maps(folder: Path, video: str) -> dict[int, Path]:
 def _read_map(path: Path) -> np.ndarray:
     from PIL import Image
 
+    image: Image.Image
     try:
         with Image.open(path) as image:
             # Grey maps are read as stored; anything else is converted to grey like the
@@ -155,6 +156,7 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     fixed: list[str] = []
     no_annotations: list[str] = []
     for split, name, label in wanted:
+        assert split is not None                    # wanted keeps the official splits that map to one
         source = sources.get(name)
         if source is None or source not in infos:
             continue
@@ -181,13 +183,13 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                      invisible)
     report.note_list("videos whose boxes were clipped or deduplicated", fixed)
     # Official videos per generic split, given where the validation videos go.
-    expected = {"train": [0, 0], "test": [0, 0]}
+    per_split = {"train": [0, 0], "test": [0, 0]}
     for official in ("training", "validation", "test"):
         target = split_map[official]
         if target is not None:
-            expected[target][0] += OFFICIAL_LISTS[(official, "abnormal")] + OFFICIAL_LISTS[(official, "normal")]
-            expected[target][1] += OFFICIAL_LISTS[(official, "abnormal")]
-    check_splits(report, plans, {k: (v[0], v[1]) for k, v in expected.items()}, REFERENCE)
+            per_split[target][0] += OFFICIAL_LISTS[(official, "abnormal")] + OFFICIAL_LISTS[(official, "normal")]
+            per_split[target][1] += OFFICIAL_LISTS[(official, "abnormal")]
+    check_splits(report, plans, {k: (v[0], v[1]) for k, v in per_split.items()}, REFERENCE)
     summarize(report, plans)
     return plans
 

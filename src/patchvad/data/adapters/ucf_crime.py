@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def _parse_boxes(raw: object, path: Path) -> dict[str, list[tuple[int, int, int,
             match = _FRAME_RE.search(row[0])
             if not match or int(match.group(1)) > _MAX_FRAME:
                 raise DatasetError(f"video '{key}': no frame number in '{row[0]}'", path=path)
-            coords = [_pixel(v) for v in row[1:]]
+            coords: list[Any] = [_pixel(v) for v in row[1:]]      # ints once the None check below passes
             if None in coords:
                 raise DatasetError(f"video '{key}': box {row[1:]!r} is not four integer pixel coordinates",
                                    path=path)
@@ -255,11 +256,11 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     resolved: dict[str, Path] = {}
     missing: list[str] = []
     for split, entry, _, _ in listed:
-        path, why = _resolve_video(ctx, entry)
-        if path is None:
+        found, why = _resolve_video(ctx, entry)
+        if found is None:
             missing.append(f"{entry} ({why})")
         else:
-            resolved[entry.stem] = path
+            resolved[entry.stem] = found
     report.problem_list("listed videos not found under the source", missing)
     infos = ctx.probe_many(list(resolved.values()))
 

@@ -220,6 +220,7 @@ def _masks(ctx: PrepareContext, variant: Variant, name: str, folder: Path, info:
         mask_dir: Path | None = beside
     else:
         mask_dir, _ = _pick(ctx.index.dirs(f"{name}_gt"), variant)
+    masks: np.ndarray | None
     if mask_dir is not None:
         masks = _read_bmp_masks(mask_dir)
     elif npz_path is not None:
