@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,11 +104,13 @@ class Detection:
 
     @property
     def frame_count(self) -> int:
+        """``F``, frames scored."""
         return int(self.frame_scores.shape[0])
 
     # The attribute names the overlay writer reads.
     @property
     def scores(self) -> np.ndarray:
+        """``(F,)`` frame scores (the name the overlay writer reads)."""
         return self.frame_scores
 
 
@@ -282,6 +285,9 @@ class Detector:
             delay: snippets of look-ahead (0 = purely causal); the reported delay is at
                 most ``(delay + 1) * snippet_len`` frames.
             history: snippets of past context the model sees.
+            min_gap: an event stays open across up to ``min_gap - 1`` frames below threshold
+                (:class:`EventTracker`); default one snippet.
+            reader_options: FFmpeg options for opening the source (:class:`VideoReader`).
             on_error: ``"end"``: an input error (a dropped stream) ends the stream
                 cleanly (open events are closed with ``closed_by="stream_lost"`` and
                 :attr:`last_error` is set); ``"raise"``: re-raise it after closing.
@@ -291,7 +297,7 @@ class Detector:
         width, height = reader.width, reader.height
         stem = _stem_of(source)
         tracker = EventTracker(self.threshold, reader.fps, min_gap=min_gap or spec.snippet_len)
-        self.last_error: str | None = None
+        self.last_error = None
         self.last_fps = reader.fps
         self.last_size = (width, height)
         window: deque[np.ndarray] = deque(maxlen=max(history, delay + 1))
@@ -305,7 +311,8 @@ class Detector:
             m = maps_window[t - offset]
             score, box = self._snippet_score_box(m, width, height)
             start, n_real, frames, times = natives.popleft()
-            started, ended = [], []
+            started: list[Event] = []
+            ended: list[Event] = []
             for f in range(start, start + n_real):
                 if f <= tracker.last_frame:
                     continue          # overlapping snippets: a frame is reported once
@@ -470,7 +477,7 @@ EVENTS = "events.json"
 
 
 def _write_events(folder: Path, det: Detection, run: dict | None = None) -> None:
-    record = {
+    record: dict[str, Any] = {
         "source": det.source, "stem": det.stem, "mode": det.mode, "status": det.status, "error": det.error,
         "fps": det.fps, "variable_frame_rate": det.variable_rate, "frame_count": det.frame_count,
         "width": det.width, "height": det.height,
@@ -512,7 +519,7 @@ def stream_to_folder(detector: Detector, source: str, out: Path, delay: int = 1,
                     sink = _OverlaySink(folder / "overlay.mp4", detector.last_fps, detector.threshold, None)
                 snippet_scores.append(upd.score)
                 maps.append(upd.map.astype(np.float32))
-                frames = upd.frames if upd.frames is not None else []
+                frames: np.ndarray | list[np.ndarray] = upd.frames if upd.frames is not None else []
                 for i, frame in enumerate(frames):
                     f = upd.first_frame + i
                     if f < len(scores):
