@@ -218,8 +218,10 @@ class SynthConfig:
         return self
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists); ``camera_draw`` only when set,
-        so a fixed-camera preset's record keeps its keys."""
+        """Plain JSON-able dict (tuples become lists).
+
+        ``camera_draw`` only when set, so a fixed-camera preset's record keeps its keys.
+        """
         out = json_ready(dataclasses.asdict(self))
         if self.camera_draw is None:
             del out["camera_draw"]

@@ -122,8 +122,11 @@ def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
 def _prepare_folder(root: Path, overwrite: bool, record: str = RECORD, what: str = "synthetic benchmark",
                     folders: tuple[str, ...] = ("videos", "tracks", "frame_labels"),
                     files: tuple[str, ...] = (MANIFEST,)) -> None:
-    """Make ``root`` ready for writing: new, empty, or (``overwrite``) holding an earlier
-    output of the same kind (``record``), of which ``folders`` and ``files`` are removed."""
+    """Make ``root`` ready for writing: new, empty, or holding an earlier output of the same kind.
+
+    An earlier output (it has ``record``) is accepted with ``overwrite``; its ``folders``
+    and ``files`` are removed.
+    """
     if root.exists() and not root.is_dir():
         raise DatasetError("exists and is not a folder", path=root)
     if root.exists() and any(root.iterdir()):

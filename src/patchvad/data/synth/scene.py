@@ -1,5 +1,6 @@
-"""Scenes: cameras (street layouts painted once per preset, or once per video) and
-per-video camera variation.
+"""Scenes: cameras and per-video camera variation.
+
+Cameras are street layouts painted once per preset, or once per video.
 
 A camera is a painted background with a pedestrian walkway (one-way flow: the
 dominant direction that defines "wrong way"), a two-lane road beside it, grass, and
@@ -24,9 +25,8 @@ the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-
 import colorsys
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -412,12 +412,14 @@ def _vertical_bands(rng: np.random.Generator, C: float, ww: float, g: float, rw:
 
 
 def _drawn_layout(rng: np.random.Generator, config: SynthConfig, draw: CameraDraw) -> Layout:
-    """A video's own geometry: orientation, band order, positions and widths, flow and
-    lane directions, perspective, all within ``draw``'s ranges."""
+    """A video's own geometry, all within ``draw``'s ranges.
+
+    Orientation, band order, positions and widths, flow and lane directions, perspective.
+    """
     orient = "v" if rng.random() < draw.vertical else "h"
     C = float(config.height if orient == "h" else config.width)
     m = float(MARGIN)
-    frac = lambda rg: float(rng.uniform(*rg)) * C  # noqa: E731
+    frac = lambda rg: float(rng.uniform(*rg)) * C  # noqa: E731 - one-line shorthand for the layout below
     ww, g, rw = frac(draw.walk_width), frac(draw.gap), frac(draw.road_width)
     if orient == "h":
         lead = frac(draw.lead)
