@@ -190,7 +190,7 @@ def draw_palette(rng: np.random.Generator, draw: CameraDraw) -> Palette:
     paving any hue at low saturation; facades and roofs any hue; the sky clear,
     overcast or low sun; asphalt from dark to pale grey.
     """
-    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731 - one-line shorthand for the palette below
     if rng.random() < 0.25:
         grass = [_hsv(u(0.06, 0.13), u(0.10, 0.35), u(0.45, 0.72)) for _ in range(2)]
     else:
