@@ -49,6 +49,8 @@ OFFICIAL_LISTS = {("training", "abnormal"): 82, ("training", "normal"): 186,
                   ("test", "abnormal"): 158, ("test", "normal"): 53}
 REFERENCE = "UBnormal split files"
 OPTIONS = {"validation": choice("skip", "train", "test")}
+LISTS_ORIGIN = ("The six split lists are in the authors' repository (Acsintoae et al., CVPR 2022): "
+                "github.com/lilygeorgescu/UBnormal, folder scripts/")
 _GT_RE = re.compile(r"_(\d+)_gt\.png$")
 
 
@@ -117,7 +119,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     listed: list[tuple[str, str, int]] = []     # (official split, video, label)
     seen: dict[str, str] = {}
     for (official, kind), expected in OFFICIAL_LISTS.items():
-        path = index.find_file([f"{kind}_{official}_video_names.txt"], f"UBnormal {kind} {official} list")
+        path = index.find_file([f"{kind}_{official}_video_names.txt"], f"UBnormal {kind} {official} list",
+                               origin=LISTS_ORIGIN)
         names = [text for _, text in read_lines(path)]
         report.expect(f"{kind} {official} videos listed", expected, len(names), REFERENCE)
         for name in names:
