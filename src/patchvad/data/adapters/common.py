@@ -829,7 +829,7 @@ def _check_same_dataset(source: Path, root: Path, name: str, title: str) -> None
                        f"replace its manifest and report. A dataset folder holds one dataset: give {title} its "
                        f"own --out, e.g. --out {source.parent / (name + '_prepared')} (videos are hard-linked "
                        f"there), or, to reference the videos in place, a folder above the source that holds no "
-                       f"other prepared dataset (docs/datasets.md, 'How videos are referenced')", path=root)
+                       f"other prepared dataset (docs/datasets.md, 'One dataset per --out')", path=root)
 
 
 def _previous_written(root: Path) -> list[str]:
