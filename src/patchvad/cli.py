@@ -107,6 +107,26 @@ def _method_help() -> str:
     return "; ".join(f"{name}: {m.description}" for name, m in METHODS.items())
 
 
+class _PrepareHelp(argparse.Action):
+    """``prepare --help``: the usual help followed by the datasets.
+
+    The list comes from the adapter registry, imported only when the help is asked
+    for (importing every adapter takes about a second).
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from patchvad.data.adapters import datasets_help
+
+        parser.epilog = datasets_help()
+        parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchvad`` parser: one subcommand per verb."""
     parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
@@ -210,10 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("prepare", help="turn a public dataset's official files into the generic folder")
-    p.add_argument("dataset")
-    p.add_argument("--source", required=True)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("prepare", help="turn a public dataset's official files into the generic folder",
+                       description="Read a public dataset as its download unpacks and write the generic "
+                       "dataset folder (docs/datasets.md).", add_help=False,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-h", "--help", action=_PrepareHelp, help="show this help, with every dataset, and exit")
+    p.add_argument("dataset", help="one of the datasets listed below")
+    p.add_argument("--source", required=True, help="the dataset as downloaded (read only)")
+    p.add_argument("--out", required=True, help="the dataset folder to write; one folder per dataset")
     p.add_argument("--copy", action="store_true", help="copy videos into the folder instead of referencing")
     p.add_argument("--lenient", action="store_true", help="report count mismatches instead of failing")
     p.add_argument("--frames-as", choices=["folder", "mp4"], default="folder",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from patchvad.data.adapters import MediaInfo, prepare_dataset
 from patchvad.data.adapters.shanghaitech import read_aed_tracks
 from patchvad.data.folder import DatasetFolder
+from patchvad.errors import DatasetError
 
 from .helpers import FakeProbe, touch
 
@@ -134,3 +136,20 @@ def test_pixel_masks_give_regions_when_tracks_are_absent(sh_source: Path, tmp_pa
     assert any(p.startswith("listed videos not found under the source (436)") for p in report.problems)
     linked = sorted((tmp_path / "out" / "videos" / "testing" / "frames" / "01_0015").iterdir())
     assert len(linked) == len(mask) and linked[0].stat().st_nlink == 2       # hard links, not copies
+
+
+def test_every_missing_video_is_named(sh_source: Path, shared_data: Path, tmp_path: Path) -> None:
+    """The lists and masks without the videos: the refusal abbreviates the 437 missing
+    videos and points to prepare_failed.json, which names every one."""
+    src = tmp_path / "shanghaitech"
+    shutil.copytree(sh_source / "lists", src / "lists")
+    shutil.copytree(sh_source / "testing" / "test_frame_mask", src / "testing" / "test_frame_mask")
+    ids = [v for name in ("SH_Train.txt", "SH_Test.txt") for v in (src / "lists" / name).read_text().split()]
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset("shanghaitech", src, tmp_path / "out", probe=_probe(shared_data))
+    failed = tmp_path / "out" / "prepare_failed.json"
+    what = "listed videos not found under the source (437)"
+    line = next(line for line in str(err.value).splitlines() if what in line)
+    assert line.endswith(f"... and 429 more (all 437 in {failed})")
+    problems = json.loads(failed.read_text())["problems"]
+    assert f"{what}: " + ", ".join(f"{v} (no video file or frame folder)" for v in ids) in problems

@@ -44,7 +44,8 @@ def test_street_scene(tmp_path: Path) -> None:
     text = str(err.value)
     assert "train videos: expected 46 (Ramachandra & Jones 2020), found 2" in text
     assert "test frames: expected 146,410" in text and "found 9" in text
-    assert not (tmp_path / "strict").exists()
+    # Nothing of the dataset is written; only the full report of the refusal.
+    assert [p.name for p in (tmp_path / "strict").iterdir()] == ["prepare_failed.json"]
 
     report = prepare_dataset("street_scene", src, tmp_path / "out", strict=False)
     assert report.counts["anomalous tracks"] == 2
@@ -86,6 +87,9 @@ def test_avenue(tmp_path: Path) -> None:
     report = prepare_dataset("avenue", src, tmp_path / "out", strict=False, copy_videos=True)
     assert {c.what for c in report.mismatches} == {"train videos", "test videos", "train frames", "test frames"}
     assert any("2_label.mat: 4 masks" in p and "5 frames" in p for p in report.problems)
+    missing = [f"train_{k:02d} (training_videos/{k:02d}.avi or training/frames/{k:02d}/)" for k in range(3, 17)] + \
+              [f"test_{k:02d} (testing_videos/{k:02d}.avi or testing/frames/{k:02d}/)" for k in range(3, 22)]
+    assert f"videos of the official release not found under the source (33): {', '.join(missing)}" in report.problems
     assert report.mode == {"copied": 3}
     ds = DatasetFolder(tmp_path / "out")
     assert [e.stem for e in ds.entries] == ["test_01", "train_01", "train_02"]   # stems no longer collide

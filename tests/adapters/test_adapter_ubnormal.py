@@ -88,14 +88,19 @@ def test_validation_option_and_new_tracks(ub_source: Path, tmp_path: Path) -> No
     shutil.copytree(ub_source, src)
     name = "abnormal_scene_1_scenario_1"
     folder = src / "Scene1" / f"{name}_annotations"
-    # A corrected tracks file wins, as in the authors' create_tracks_for_tbdc_rbdc.py; here
-    # it adds the bystander on frames 3..4 and extends object 2 to frame 6, where it is not
-    # visible (no map pixels): frame label kept, no box.
-    (folder / f"{name}_new_tracks.txt").write_text("2,3,6\n1,3,4\n")
-    Image.fromarray(_map({})).save(folder / f"{name}_0006_gt.png")
+    # The corrected tracks file: the bystander (id 1) on frames 3..6, object 2 extended to
+    # frame 6, where only the bystander is visible. The authors' frame-level script reads
+    # _tracks.txt only (2,3,5); their RBDC/TBDC script reads _new_tracks.txt.
+    (folder / f"{name}_new_tracks.txt").write_text("2,3,6\n1,3,6\n")
+    Image.fromarray(_map({1: (0, 0, 1, 1)})).save(folder / f"{name}_0006_gt.png")
     report = prepare_dataset("ubnormal", src, tmp_path / "out", probe=_probe(), options=["validation=test"],
                              strict=False)
-    assert any(n.startswith("track frames where the object is not visible") and name in n for n in report.notes)
+    assert f"track frames where the object is not visible in its map (frame label kept, no box) (1): {name} (1)" \
+        in report.notes
+    assert f"videos whose regions come from <video>_new_tracks.txt (the authors' corrected tracks for RBDC/TBDC; " \
+           f"frame labels still from <video>_tracks.txt) (1): {name}" in report.notes
+    assert f"videos with regions on frames that <video>_tracks.txt leaves normal (frames) (1): {name} (1)" \
+        in report.notes
     # The stand-in tree has no annotations for the 38 abnormal validation videos: one
     # problem line lists them, and those videos are left out (their GT is unknown).
     assert [p for p in report.problems if p.startswith("abnormal test videos without a <video>_annotations "
@@ -106,12 +111,36 @@ def test_validation_option_and_new_tracks(ub_source: Path, tmp_path: Path) -> No
     assert (found["test videos"], found["anomalous test videos"]) == (211 + 64 - 38, 158)
     ds = DatasetFolder(tmp_path / "out")
     gt = ds.test_set().ground_truth(ds.entry(name))
-    assert np.flatnonzero(gt.frame_labels).tolist() == [3, 4, 5, 6]
-    # Rows sorted by object id get track ids 0.. : the bystander (id 1) is track 0.
-    assert gt.regions[gt.regions[:, 0] == 0, 1].tolist() == [3, 4]
-    assert gt.regions[gt.regions[:, 0] == 1, 1].tolist() == [3, 4, 5]
+    assert np.flatnonzero(gt.frame_labels).tolist() == [3, 4, 5]          # _tracks.txt: 2,3,5
+    # Rows of _new_tracks.txt sorted by object id get track ids 0.. : the bystander (id 1)
+    # is track 0, on frames 3..6; object 2 is track 1, on 3..5 (not visible on 6).
+    assert gt.regions.tolist() == [[0, 3, 0, 0, 1, 1], [1, 3, 7, 3, 10, 8], [0, 4, 0, 0, 1, 1], [1, 4, 8, 3, 11, 8],
+                                   [0, 5, 0, 0, 1, 1], [1, 5, 9, 3, 12, 8], [0, 6, 0, 0, 1, 1]]
+    # Without a corrected file, the regions follow _tracks.txt (every other abnormal test video).
+    other = ds.test_set().ground_truth(ds.entry("abnormal_scene_2_scenario_1"))
+    assert other.regions[:, :2].tolist() == [[0, 3], [0, 4], [0, 5]]
 
 
 def test_unknown_option_is_refused(ub_source: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="validation"):
         prepare_dataset("ubnormal", ub_source, tmp_path / "out", probe=_probe(), options={"hold": 3})
+
+
+def test_frame_labels_need_the_tracks_file(tmp_path: Path) -> None:
+    """A video whose annotation folder holds only _new_tracks.txt has no frame-level
+    ground truth (the authors' frame-level script reads _tracks.txt): a problem naming it."""
+    src = tmp_path / "UBnormal"
+    for kind in ("abnormal", "normal"):
+        for k, split in enumerate(("training", "validation", "test"), 1):
+            name = f"{kind}_scene_1_scenario_{k}"
+            touch(src / "scripts" / f"{kind}_{split}_video_names.txt").write_text(name)
+            touch(src / "Scene1" / f"{name}.mp4")
+    name = "abnormal_scene_1_scenario_3"
+    _write_annotations(src / "Scene1", name, "2,3,5\n", {f: _map({2: (4, 3, 7, 8)}) for f in (3, 4, 5)},
+                       subfolder=False)
+    folder = src / "Scene1" / f"{name}_annotations"
+    (folder / f"{name}_tracks.txt").rename(folder / f"{name}_new_tracks.txt")
+    report = prepare_dataset("ubnormal", src, tmp_path / "out", probe=_probe(), strict=False)
+    assert f"{name}: no {name}_tracks.txt in {folder} (the frame-level ground truth; it ships with the UBnormal " \
+           f"download in Scene<S>/{name}_annotations/: unpack that folder again)" in report.problems
+    assert name not in {e.stem for e in DatasetFolder(tmp_path / "out").entries}

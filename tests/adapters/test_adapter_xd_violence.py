@@ -11,6 +11,7 @@ import pytest
 from patchvad.data.adapters import MediaInfo, prepare_dataset
 from patchvad.data.adapters.xd_violence import is_normal, label_codes, read_annotations, read_test_list
 from patchvad.data.folder import DatasetFolder
+from patchvad.errors import DatasetError
 
 from .helpers import FakeProbe, touch
 
@@ -100,3 +101,24 @@ def test_without_the_test_list_test_folders_decide(xd, tmp_path: Path) -> None:
     ds = DatasetFolder(tmp_path / "out")
     assert sorted(e.stem for e in ds.test_set()) == sorted(test_names[:3] + test_names[-2:])
     assert [e.stem for e in ds.train_set()] == ["Film.0001__#00-00-00_00-00-10_label_A"]
+
+
+def test_a_missing_test_list_says_what_it_is_and_what_to_do(xd, tmp_path: Path) -> None:
+    """The download without the authors' rgb_test.list, and test videos in a folder whose
+    name does not say 'test': the refusal explains the file, where it comes from and
+    where to put it (the counts alone do not)."""
+    _, src, _, test_names, probe = xd
+    small = tmp_path / "XD-Violence"
+    small.mkdir()
+    shutil.copy2(src / "annotations.txt", small / "annotations.txt")
+    for name in test_names[:3]:
+        touch(small / "videos" / f"{name}.mp4")
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset("xd_violence", small, tmp_path / "out", probe=probe)
+    text = str(err.value)
+    assert "test videos: expected 800" in text
+    assert (f"rgb_test.list not found under the source, and the videos under a folder whose name contains 'test' "
+            f"(used instead) are 0, not the official 800. rgb_test.list is the authors' list of the 800 official "
+            f"test videos (4,000 lines, 5 crops each), published with their features in github.com/Roc-Ng/XDVioDet "
+            f"as list/rgb_test.list. Put it anywhere under the source (e.g. {small / 'list' / 'rgb_test.list'}; a "
+            f"symlink works) and run prepare again") in text

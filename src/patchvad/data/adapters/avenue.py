@@ -190,6 +190,13 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     if not sources:
         raise DatasetError("no training_videos/ or testing_videos/ (nor training|testing/frames/) under the source",
                            path=ctx.source)
+    official = [(split, k) for split in ("train", "test") for k in range(1, OFFICIAL[split][0] + 1)]
+    folder = {"train": "training", "test": "testing"}
+    report.problem_list("videos of the official release not found under the source",
+                        [f"{split}_{k:02d} ({folder[split]}_videos/{k:02d}.avi or {folder[split]}/frames/{k:02d}/)"
+                         for split, k in official if (split, k) not in sources])
+    report.problem_list("videos that are not in the official release",
+                        [f"{split}_{k:02d} ({sources[(split, k)]})" for split, k in sorted(set(sources) - set(official))])
     infos = ctx.probe_many(list(sources.values()))
     plans: list[PlannedVideo] = []
     no_gt: list[str] = []
@@ -218,7 +225,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
             planned.regions, _ = clean_regions(regions, info.frames, info.width, info.height)
             planned.label = int(labels.any())
         plans.append(planned)
-    report.problem_list("test videos without a <k>_label.mat", no_gt)
+    report.problem_list("test videos without a <k>_label.mat (the masks ship with the Avenue download, "
+                        "ground_truth_demo/testing_label_mask/)", no_gt)
     check_splits(report, plans, OFFICIAL, REFERENCE)
     for split, expected in OFFICIAL_FRAMES.items():
         report.expect(f"{split} frames", expected, sum(p.info.frames for p in plans if p.split == split), REFERENCE)

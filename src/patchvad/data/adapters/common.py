@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol, Self, overload
 
 import numpy as np
 from scipy import ndimage
@@ -52,6 +52,8 @@ from patchvad.io.video import (  # noqa: F401 - re-exported: the adapters import
 )
 
 REPORT_NAME = "prepare_report.json"
+# Written instead of the dataset when a strict run refuses: the full report.
+FAILED_NAME = "prepare_failed.json"
 # Folders the writer owns inside ROOT; never indexed as source material.
 OUTPUT_DIRS = ("videos", "tracks", "frame_labels")
 # macOS zip leftovers and VCS folders carry copies/resource forks of real files
@@ -180,32 +182,124 @@ class SourceIndex:
     """One walk over the source tree: files and folders by name.
 
     Image files are not indexed (Street Scene alone has ~200k); frame folders are
-    listed on demand. Symlinked folders are not followed, so a link loop or a link to
-    ``/`` inside a download cannot make the walk escape.
+    listed on demand. Symlinked folders are followed, so third-party files can sit
+    beside a download as a folder of links; they are walked after every real folder,
+    under their link's path. A link is not followed when its folder was walked already
+    (a loop, or a second name of a folder), when it leads to the source itself or a
+    folder above it (a link to ``/`` or ``..``), or into the output folders; each such
+    link, and every dangling one, is recorded in :attr:`skipped_links`. Links that
+    resolve outside the source are recorded too, so the report can say where the data
+    really came from: links to folders and to indexed files one by one in
+    :attr:`outside_links`, linked images (there can be thousands) as a count per folder
+    in :attr:`outside_images`.
+
+    Attributes:
+        source: the folder walked.
+        outside_links: ``(link, resolved target)`` of the followed links that leave ``source``.
+        outside_images: ``(folder, n)``: ``n`` images of ``folder`` are links that leave ``source``.
+        skipped_links: ``(link, target, why)`` of the links not followed.
+        unlisted: folders that could not be listed (no permission, vanished).
     """
 
     def __init__(self, source: Path, exclude: Iterable[Path] = ()):
         self.source = Path(source)
-        excluded = {Path(p).resolve() for p in exclude}
+        self.outside_links: list[tuple[Path, Path]] = []
+        self.outside_images: list[tuple[Path, int]] = []
+        self.skipped_links: list[tuple[Path, Path, str]] = []
+        self.unlisted: list[Path] = []
         self._files: dict[str, list[Path]] = {}
         self._dirs: dict[str, list[Path]] = {}
-        for dirpath, dirnames, filenames in os.walk(self.source, followlinks=False):
-            here = Path(dirpath)
-            keep = []
-            for d in sorted(dirnames):
-                full = here / d
-                if d in _SKIP_DIRS or is_hidden(d) or full.resolve() in excluded:
-                    continue
-                keep.append(d)
-                self._dirs.setdefault(d, []).append(full)
-            dirnames[:] = keep
-            for f in filenames:
-                if is_hidden(f) or Path(f).suffix.lower() in IMAGE_EXTENSIONS:
-                    continue
-                self._files.setdefault(f, []).append(here / f)
+        self._excluded = {Path(p).resolve() for p in exclude}
+        self._real_source = self.source.resolve()
+        self._visited: set[Path] = {self._real_source}
+        pending: list[tuple[Path, Path]] = []
+        self._walk(self.source, self._real_source, pending)
+        # Links are followed after the real folders, so a folder is indexed under its
+        # own path when it has one, and under its link's path only otherwise.
+        while pending:
+            link, target = pending.pop(0)
+            why = self._refusal(target)
+            if why:
+                self.skipped_links.append((link, target, why))
+                continue
+            self._visited.add(target)
+            self._dirs.setdefault(link.name, []).append(link)
+            if not self._inside(target):
+                self.outside_links.append((link, target))
+            self._walk(link, target, pending)
         for table in (self._files, self._dirs):
             for paths in table.values():
                 paths.sort(key=lambda p: (len(p.parts), str(p)))
+
+    def _inside(self, real: Path) -> bool:
+        return real == self._real_source or self._real_source in real.parents
+
+    def _refusal(self, target: Path) -> str:
+        """Why a symlinked folder is not followed ('' when it is)."""
+        if target == self._real_source or target in self._real_source.parents:
+            return "a loop (the source or a folder above it)"
+        if target in self._visited:
+            return "a folder indexed already"
+        if any(target == e or e in target.parents for e in self._excluded):
+            return "a folder prepare writes"
+        return ""
+
+    def _walk(self, top: Path, top_real: Path, pending: list[tuple[Path, Path]]) -> None:
+        """Index ``top`` without following links; queue the symlinked folders found."""
+        stack = [(top, top_real)]
+        while stack:
+            here, here_real = stack.pop()
+            try:
+                with os.scandir(here) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                self.unlisted.append(here)
+                continue
+            subdirs = []
+            images_outside = 0
+            for entry in entries:
+                name = entry.name
+                if is_hidden(name):
+                    continue
+                path = here / name
+                if entry.is_symlink():
+                    target = Path(os.path.realpath(path))
+                    if target.is_dir():
+                        if name not in _SKIP_DIRS:
+                            pending.append((path, target))
+                    elif not target.exists():
+                        self.skipped_links.append((path, target, "nothing there"))
+                    elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                        images_outside += not self._inside(target)
+                    else:
+                        self._files.setdefault(name, []).append(path)
+                        if not self._inside(target):
+                            self.outside_links.append((path, target))
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    real = here_real / name
+                    if name in _SKIP_DIRS or real in self._excluded or real in self._visited:
+                        continue
+                    self._visited.add(real)
+                    self._dirs.setdefault(name, []).append(path)
+                    subdirs.append((path, real))
+                elif Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    self._files.setdefault(name, []).append(path)
+            if images_outside:
+                self.outside_images.append((here, images_outside))
+            stack.extend(reversed(subdirs))
+
+    def under(self, folder: Path) -> SourceIndex:
+        """The same index limited to the paths inside ``folder`` (a folder of this index)."""
+        folder = Path(folder)
+        view = object.__new__(SourceIndex)
+        view.__dict__.update(self.__dict__)
+        view.source = folder
+        view._files = {k: v for k, v in ((k, [p for p in ps if folder in p.parents]) for k, ps in self._files.items())
+                       if v}
+        view._dirs = {k: v for k, v in ((k, [p for p in ps if folder in p.parents]) for k, ps in self._dirs.items())
+                      if v}
+        return view
 
     def files(self, name: str) -> list[Path]:
         """Every file called ``name`` (shallowest first)."""
@@ -226,17 +320,24 @@ class SourceIndex:
         return sorted(out, key=str)
 
     @overload
-    def find_file(self, names: Sequence[str], what: str, required: Literal[True] = True) -> Path: ...
+    def find_file(self, names: Sequence[str], what: str, required: Literal[True] = True, origin: str = "") -> Path: ...
 
     @overload
-    def find_file(self, names: Sequence[str], what: str, required: bool) -> Path | None: ...
+    def find_file(self, names: Sequence[str], what: str, required: bool, origin: str = "") -> Path | None: ...
 
-    def find_file(self, names: Sequence[str], what: str, required: bool = True) -> Path | None:
+    def find_file(self, names: Sequence[str], what: str, required: bool = True, origin: str = "") -> Path | None:
         """The one annotation file called any of ``names`` (tried in order).
 
         Several copies with identical bytes are fine (the shallowest is used); copies
         that differ are an error, because picking one silently could pick the wrong
         version of a ground-truth file.
+
+        Args:
+            names: file names, the preferred first.
+            what: the file in words, for messages.
+            required: raise when none is found (else return None).
+            origin: where the file comes from (paper, repository, download); the
+                not-found error quotes it.
 
         Raises:
             DatasetError: none found (when ``required``), or differing copies.
@@ -248,15 +349,23 @@ class SourceIndex:
             first = found[0]
             differing = [p for p in found[1:] if not _same_bytes(first, p)]
             if differing:
-                listing = ", ".join(str(p) for p in [first, *differing][:5])
+                listing = ", ".join(str(p) for p in [first, *differing])
                 raise DatasetError(f"{what}: several different files named '{name}' under the source "
                                    f"({listing}); keep one or pass the folder that holds the right one",
                                    path=self.source)
             return first
         if required:
-            raise DatasetError(f"{what} not found: expected a file named {' or '.join(names)} "
-                               f"somewhere under the source folder", path=self.source)
+            raise DatasetError(not_found_text(what, names, origin), path=self.source)
         return None
+
+
+def not_found_text(what: str, names: Sequence[str], origin: str = "") -> str:
+    """The message for a missing file: what it is, where it comes from, where to put it."""
+    text = f"{what} not found: no file named {' or '.join(names)} under the source folder."
+    if origin:
+        text += f" {origin}."
+    return text + (" Put it anywhere under the source folder (a symlink to it, or a symlinked folder "
+                   "holding it, works too) and run prepare again")
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -326,16 +435,52 @@ class CountCheck:
         return f"{self.what}: expected {self.expected:,}{ref}, found {self.found:,}"
 
 
+class Listing(str):
+    """A report line about many items: ``what (n): a, b, c``, naming every item.
+
+    The string itself is the full line (what ``prepare_report.json`` stores);
+    :meth:`short` is the console form, cut to ``limit`` items with a pointer to the
+    file that holds them all.
+    """
+
+    what: str
+    items: tuple[str, ...]
+    limit: int
+
+    def __new__(cls, what: str, items: Sequence[object], limit: int = 8) -> Self:
+        names = tuple(str(i) for i in items)
+        line = super().__new__(cls, f"{what} ({len(names)}): {', '.join(names)}")
+        line.what, line.items, line.limit = what, names, limit
+        return line
+
+    def short(self, full_at: str | None) -> str:
+        """The line with at most ``limit`` items; the rest are counted and ``full_at`` named."""
+        if full_at is None or len(self.items) <= self.limit:
+            return str(self)
+        shown = ", ".join(self.items[:self.limit])
+        return (f"{self.what} ({len(self.items)}): {shown} ... and {len(self.items) - self.limit} more "
+                f"(all {len(self.items)} in {full_at})")
+
+
+def console_line(line: str, full_at: str | None) -> str:
+    """A report line as the console shows it (a :class:`Listing` abbreviated)."""
+    return line.short(full_at) if isinstance(line, Listing) else str(line)
+
+
 @dataclass
 class PrepareReport:
     """What ``prepare`` checked, found and wrote.
 
     Attributes:
+        dataset: the dataset's title (``UCSD Ped2``).
+        name: the registry name (``ucsd_ped2``); identifies the dataset an ``--out`` holds.
         checks: counts compared with the official numbers.
         problems: things that make the dataset wrong (missing videos, frame labels
-            whose length is not the video's); strict mode refuses to write.
+            whose length is not the video's); strict mode refuses to write. A line
+            about many items names every one of them (see :class:`Listing`).
         notes: facts worth knowing that are not errors (segments clamped at the end of
-            a video, mask frames without boxes); never fatal.
+            a video, mask frames without boxes, symlinks that lead outside the source);
+            never fatal.
         counts: summary numbers (videos per split, frames, boxes, ...).
         written: files written under ROOT (relative paths); empty until written.
         mode: how videos were referenced (``in-place``, ``hardlink``, ``copy``,
@@ -345,6 +490,7 @@ class PrepareReport:
     dataset: str
     source: Path
     root: Path
+    name: str = ""
     checks: list[CountCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -367,14 +513,14 @@ class PrepareReport:
         self.notes.append(message)
 
     def problem_list(self, what: str, items: Sequence[str], limit: int = 8) -> None:
-        """One problem line for many items: ``what (n): a, b, c ... and k more``."""
+        """One problem line for many items, naming every one (the console shows ``limit``)."""
         if items:
-            self.problems.append(f"{what} ({len(items)}): {_shorten(items, limit)}")
+            self.problems.append(Listing(what, items, limit))
 
     def note_list(self, what: str, items: Sequence[str], limit: int = 8) -> None:
-        """One note line for many items: ``what (n): a, b, c ... and k more``."""
+        """One note line for many items, naming every one (the console shows ``limit``)."""
         if items:
-            self.notes.append(f"{what} ({len(items)}): {_shorten(items, limit)}")
+            self.notes.append(Listing(what, items, limit))
 
     @property
     def mismatches(self) -> list[CountCheck]:
@@ -386,16 +532,31 @@ class PrepareReport:
         """No count mismatch and no problem."""
         return not self.mismatches and not self.problems
 
-    def failure_text(self) -> str:
-        """Every mismatch and problem, one per line (the strict-mode error)."""
+    def failure_text(self, full_at: str | Path | None = None) -> str:
+        """Every mismatch, problem and note, one per line (the strict-mode error).
+
+        Args:
+            full_at: the file that lists every item of the long lines (they are then
+                abbreviated here); None writes every item here.
+        """
+        where = None if full_at is None else str(full_at)
         lines = [f"{self.dataset}: {len(self.mismatches)} count mismatch(es), {len(self.problems)} "
                  f"problem(s); nothing was written (use --lenient to write anyway and report)"]
+        if where is not None:
+            lines[0] += f"; the full report is {where}"
         lines += [f"  mismatch: {c}" for c in self.mismatches]
-        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  problem: {console_line(p, where)}" for p in self.problems]
+        lines += [f"  note: {console_line(n, where)}" for n in self.notes]
         return "\n".join(lines)
 
-    def summary(self) -> str:
-        """Human-readable report: counts, checks, problems, notes."""
+    def summary(self, full_at: str | Path | None = None) -> str:
+        """Human-readable report: counts, checks, problems, notes.
+
+        Args:
+            full_at: the file that lists every item of the long lines (they are then
+                abbreviated here); None writes every item here.
+        """
+        where = None if full_at is None else str(full_at)
         lines = [f"{self.dataset}: {self.source} -> {self.root}"]
         if self.counts:
             lines.append("  " + ", ".join(f"{k} {v:,}" for k, v in self.counts.items()))
@@ -403,24 +564,20 @@ class PrepareReport:
             lines.append("  videos: " + ", ".join(f"{v:,} {k}" for k, v in self.mode.items()))
         for c in self.checks:
             lines.append(f"  [{'ok' if c.ok else 'MISMATCH'}] {c}")
-        lines += [f"  PROBLEM: {p}" for p in self.problems]
-        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  PROBLEM: {console_line(p, where)}" for p in self.problems]
+        lines += [f"  note: {console_line(n, where)}" for n in self.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (``prepare_report.json``)."""
         return {
-            "dataset": self.dataset, "source": str(self.source), "root": str(self.root),
+            "dataset": self.dataset, "name": self.name, "source": str(self.source), "root": str(self.root),
             "ok": self.ok, "counts": self.counts, "mode": self.mode,
             "checks": [{"what": c.what, "expected": c.expected, "found": c.found,
                         "reference": c.reference, "ok": c.ok} for c in self.checks],
-            "problems": self.problems, "notes": self.notes, "written": self.written,
+            "problems": [str(p) for p in self.problems], "notes": [str(n) for n in self.notes],
+            "written": self.written,
         }
-
-
-def _shorten(items: Sequence[str], limit: int) -> str:
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -619,15 +776,25 @@ def summarize(report: PrepareReport, plans: Sequence[PlannedVideo]) -> None:
 # --- writing -----------------------------------------------------------------------
 
 
-def check_output_root(source: Path, root: Path) -> bool:
+def check_output_root(source: Path, root: Path, name: str = "", title: str = "") -> bool:
     """Validate ``--out`` against ``--source``; return True for the in-place layout.
 
     An ``--out`` inside the source is allowed (the walk skips the folders prepare
-    writes); an ``--out`` above the source is the in-place layout.
+    writes); an ``--out`` above the source is the in-place layout. An ``--out`` holds
+    one dataset: re-preparing the dataset its ``prepare_report.json`` names is fine
+    (that is how a folder is updated), preparing another one there is refused,
+    since its manifest and report would replace the first dataset's.
+
+    Args:
+        source: the ``--source`` folder.
+        root: the ``--out`` folder.
+        name: the registry name of the dataset to prepare (``ucsd_ped2``).
+        title: its title, for messages and for reports that predate the name field.
 
     Raises:
         DatasetError: ``--out`` is the source itself; the source lies in a folder the
-            writer owns; ``--out`` holds a manifest or output folders, or (outside the
+            writer owns; ``--out`` holds another prepared dataset or an unreadable
+            report; ``--out`` holds a manifest or output folders, or (outside the
             in-place layout) anything at all, that a previous ``prepare`` did not write.
     """
     source_r = source.resolve()
@@ -636,6 +803,7 @@ def check_output_root(source: Path, root: Path) -> bool:
         raise DatasetError("--out must not be the source folder itself (prepare would write manifest.csv, "
                            "tracks/ and frame_labels/ among the official files); use a parent folder of the "
                            "source to reference videos in place, or any other folder", path=root)
+    _check_same_dataset(source, root, name, title)
     if root_r in source_r.parents:
         first = source_r.relative_to(root_r).parts[0]
         if first in OUTPUT_DIRS:
@@ -651,10 +819,38 @@ def check_output_root(source: Path, root: Path) -> bool:
     if root.exists():
         if not root.is_dir():
             raise DatasetError("--out exists and is not a folder", path=root)
-        if any(root.iterdir()) and not (root / REPORT_NAME).exists():
+        # A failed strict run leaves only its report; that folder is still prepare's.
+        if any(p.name != FAILED_NAME for p in root.iterdir()) and not (root / REPORT_NAME).exists():
             raise DatasetError(f"--out is a non-empty folder without {REPORT_NAME} (not written by prepare); "
                                f"refusing to write into it", path=root)
     return False
+
+
+def _check_same_dataset(source: Path, root: Path, name: str, title: str) -> None:
+    """Refuse an ``--out`` whose ``prepare_report.json`` names another dataset."""
+    path = root / REPORT_NAME
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        why = "" if isinstance(data, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = str(exc)
+    if why:
+        raise DatasetError(f"cannot read this report of an earlier prepare ({why}); it says which dataset --out "
+                           f"holds and which files prepare wrote there. Choose another --out, or delete what "
+                           f"prepare wrote here ({MANIFEST}, {', '.join(d + '/' for d in OUTPUT_DIRS)}, "
+                           f"{REPORT_NAME}) and run again", path=path)
+    held_title, held_name = str(data.get("dataset", "")), str(data.get("name") or "")
+    same = held_name == name if held_name else held_title == title
+    if not name or same:
+        return
+    held = f"{held_title} (patchvad prepare {held_name})" if held_name else held_title
+    raise DatasetError(f"--out already holds another prepared dataset, {held}; preparing {title} here would "
+                       f"replace its manifest and report. A dataset folder holds one dataset: give {title} its "
+                       f"own --out, e.g. --out {source.parent / (name + '_prepared')} (videos are hard-linked "
+                       f"there), or, to reference the videos in place, a folder above the source that holds no "
+                       f"other prepared dataset (docs/datasets.md, 'One dataset per --out')", path=root)
 
 
 def _previous_written(root: Path) -> list[str]:
@@ -666,6 +862,22 @@ def _previous_written(root: Path) -> list[str]:
         return [str(p) for p in data.get("written", [])]
     except (OSError, ValueError, AttributeError):
         return []
+
+
+def write_failure(report: PrepareReport, root: Path) -> Path | None:
+    """Write the report of a refused (strict) run to ``ROOT/prepare_failed.json``.
+
+    Nothing of the dataset is written; this file lists every problem in full, which
+    the console error abbreviates. Returns its path, or None when it cannot be
+    written (the error then lists everything itself).
+    """
+    path = root / FAILED_NAME
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, report.to_dict())
+    except OSError:
+        return None
+    return path
 
 
 def _link_or_copy(src: Path, dst: Path, copy: bool) -> None:
@@ -773,8 +985,8 @@ def write_dataset(report: PrepareReport, plans: Sequence[PlannedVideo], root: Pa
             # which leaves every box where it was.
             width, height = width + width % 2, height + height % 2
             kind = "transcoded"
-        elif in_place and _source_keeps_stem(p):
-            dest = p.source.resolve().relative_to(root.resolve()).as_posix()
+        elif in_place and (inside := _in_place_path(p, root)) is not None:
+            dest = inside
             kind = "in place"
         else:
             dest = "videos/" + link.as_posix()
@@ -818,12 +1030,23 @@ def write_dataset(report: PrepareReport, plans: Sequence[PlannedVideo], root: Pa
     report.mode = mode
     atomic_write_json(root / REPORT_NAME, report.to_dict())
     write_manifest(root, rows)
+    (root / FAILED_NAME).unlink(missing_ok=True)
     return report
 
 
-def _source_keeps_stem(p: PlannedVideo) -> bool:
-    """In place only works when the source's own name gives the planned stem."""
-    return Path(p.source.name).stem == p.stem
+def _in_place_path(p: PlannedVideo, root: Path) -> str | None:
+    """The source's path relative to ROOT, or None when it cannot be referenced in place.
+
+    The path is the resolved one: a video reached through a symlinked folder is
+    referenced where it really is. That must be inside ROOT (the reader refuses
+    anything else) and its own name must give the planned stem.
+    """
+    real = p.source.resolve()
+    try:
+        inside = real.relative_to(root.resolve())
+    except ValueError:
+        return None
+    return inside.as_posix() if Path(real.name).stem == p.stem else None
 
 
 def _remove_stale(root: Path, stale: Iterable[str]) -> None:

@@ -58,6 +58,11 @@ _ID = re.compile(r"^\d{2}_\d{3,4}$")
 
 
 OPTIONS = {"regions": choice("auto", "tracks", "pixel", "none"), "prefer": choice("video", "frames")}
+LISTS_ORIGIN = ("It is the weakly supervised split of Zhong et al. (CVPR 2019) as RTFM publishes it: "
+                "github.com/tianyu0207/RTFM, list/{name}")
+AED_ORIGIN = ("AED track files <id>.txt come from Georgescu et al. (TPAMI 2021): github.com/lilygeorgescu/AED, "
+              "folder annotations/ShanghaiTech/; put that folder anywhere under the source (a symlinked folder "
+              "works too)")
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -110,8 +115,10 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     report, index = ctx.report, ctx.index
     regions_mode = ctx.options.get("regions", "auto")
     prefer = ctx.options.get("prefer", "video")
-    train_ids = _read_ids(index.find_file(["SH_Train.txt"], "ShanghaiTech weak-split train list"))
-    test_ids = _read_ids(index.find_file(["SH_Test.txt"], "ShanghaiTech weak-split test list"))
+    train_ids = _read_ids(index.find_file(["SH_Train.txt"], "ShanghaiTech weak-split train list",
+                                          origin=LISTS_ORIGIN.format(name="SH_Train.txt")))
+    test_ids = _read_ids(index.find_file(["SH_Test.txt"], "ShanghaiTech weak-split test list",
+                                         origin=LISTS_ORIGIN.format(name="SH_Test.txt")))
     overlap = sorted(set(train_ids) & set(test_ids))
     report.problem_list("ids in both SH_Train.txt and SH_Test.txt", overlap)
     for name, ids in (("SH_Train.txt", train_ids), ("SH_Test.txt", test_ids)):
@@ -136,7 +143,10 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
         report.expect("anomalous frames in the frame masks", MASKS[2],
                       sum(int(a.sum()) for a in mask_arrays.values()), "ShanghaiTech test set")
     else:
-        report.problem("no test_frame_mask/ folder with <id>.npy files under the source")
+        report.problem("no test_frame_mask/ folder with <id>.npy files under the source: these are the frame "
+                       "labels of the 107 original test videos; they ship with the ShanghaiTech Campus download "
+                       "in testing/test_frame_mask/ (RTFM publishes a copy in github.com/tianyu0207/RTFM, "
+                       "list/test_frame_mask/). Put that folder anywhere under the source")
 
     track_files: dict[str, Path] = {}
     if regions_mode in ("auto", "tracks"):
@@ -153,7 +163,9 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                           "Georgescu et al. 2021")
             report.expect("AED track boxes", AED_TRACKS[2], sum(len(t) for t in tracks), "Georgescu et al. 2021")
         elif regions_mode == "tracks":
-            report.problem("option regions=tracks but no AED <id>.txt track files were found")
+            report.problem(f"option regions=tracks but no AED <id>.txt track files were found. {AED_ORIGIN}")
+        else:
+            report.note(f"no AED track files: regions come from the pixel masks where present. {AED_ORIGIN}")
 
     # An id listed twice (reported above) is planned once, where it is first listed.
     listed: list[tuple[str, str]] = []

@@ -88,16 +88,22 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     for folder in index.all_dirs(lambda p: bool(_SEQ.match(p.name))):
         sequences.setdefault(folder.name, []).append(folder)
     chosen: dict[str, Path] = {}
-    ambiguous = []
+    ambiguous: dict[str, int] = {}
     for name, folders in sorted(sequences.items()):
         with_frames = [f for f in folders if list_frame_files(f)]
         if len(with_frames) == 1:
             chosen[name] = with_frames[0]
         elif len(with_frames) > 1:
-            ambiguous.append(f"{name} ({len(with_frames)} folders)")
-    report.problem_list("sequences found in several frame folders", ambiguous)
+            ambiguous[name] = len(with_frames)
+    report.problem_list("sequences found in several frame folders",
+                        [f"{name} ({n} folders)" for name, n in ambiguous.items()])
     if not chosen:
         raise DatasetError("no Train<NNN>/ or Test<NNN>/ frame folders under the source", path=ctx.source)
+    official = [f"{split.capitalize()}{k:03d}" for split in ("train", "test") for k in range(1, OFFICIAL[split][0] + 1)]
+    report.problem_list("sequences of the official release not found under the source (expected Train/TrainNNN/ "
+                        "and Test/TestNNN/ frame folders)",
+                        [n for n in official if n not in chosen and n not in ambiguous])
+    report.problem_list("sequences that are not in the official release", sorted(set(chosen) - set(official)))
     infos = ctx.probe_many(list(chosen.values()))
 
     plans: list[PlannedVideo] = []
@@ -126,7 +132,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
             planned.frame_labels, planned.regions = labels, regions
             planned.label = int(labels.any())
         plans.append(planned)
-    report.problem_list("test sequences without a <name>_gt.txt", no_gt)
+    report.problem_list("test sequences without a <name>_gt.txt (it ships in Test.tgz beside the frames, "
+                        "Test/TestNNN/TestNNN_gt.txt)", no_gt)
     report.note_list("sequences whose boxes were clipped, deduplicated or fell past the end", fixed)
     check_splits(report, plans, OFFICIAL, REFERENCE)
     for split, expected in OFFICIAL_FRAMES.items():

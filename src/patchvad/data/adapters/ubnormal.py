@@ -5,17 +5,22 @@ Official files read (layout of the dataset download and of the authors' scripts)
 * ``{abnormal,normal}_{training,validation,test}_video_names.txt``: the split, one video
   name per line (train 268 / validation 64 / test 211).
 * ``Scene<S>/<video>.mp4``: the videos.
-* ``Scene<S>/<video>_annotations/<video>_tracks.txt`` (``<video>_new_tracks.txt`` wins
-  when present, as in the authors' ``create_tracks_for_tbdc_rbdc.py``): rows
-  ``object_id,start,end``, 0-based frames, **end inclusive**.
+* ``Scene<S>/<video>_annotations/<video>_tracks.txt``: rows ``object_id,start,end``,
+  0-based frames, **end inclusive**; ``<video>_new_tracks.txt`` (same format, some
+  videos): the authors' corrected tracks for the region/track-level ground truth.
 * ``<video>_annotations/**/<video>_<NNNN>_gt.png``: per-frame object-id maps (pixel
   value = object id, 0 = background).
 
-Ground truth of abnormal test videos, as the authors' scripts derive it: frame labels
-``[start, end]`` of every track row (``write_frame_level_ground_truth.py``); one region
-per track row and frame: the box of the largest connected component of
-``map == object_id`` (their ``get_bbox``), here as inclusive pixels. A frame inside a
-track's range where the object is not visible keeps its frame label and gets no box.
+Ground truth of abnormal test videos, as the authors' scripts derive it:
+
+* frame labels: ``[start, end]`` of every row of ``_tracks.txt``, as
+  ``write_frame_level_ground_truth.py`` does (it never reads ``_new_tracks.txt``);
+* regions: from ``_new_tracks.txt`` where it exists, else ``_tracks.txt``, as
+  ``create_tracks_for_tbdc_rbdc.py`` (the RBDC/TBDC tracks) does; one region per track
+  row and frame: the box of the largest connected component of ``map == object_id``
+  (their ``get_bbox``), here as inclusive pixels. A frame inside a track's range where
+  the object is not visible gets no box; regions on frames that ``_tracks.txt`` leaves
+  normal are kept and noted.
 
 The generic folder has train and test splits only. Option ``validation``: ``skip``
 (default; the validation videos are left out), ``train`` or ``test``.
@@ -54,6 +59,8 @@ OFFICIAL_LISTS = {("training", "abnormal"): 82, ("training", "normal"): 186,
                   ("test", "abnormal"): 158, ("test", "normal"): 53}
 REFERENCE = "UBnormal split files"
 OPTIONS = {"validation": choice("skip", "train", "test")}
+LISTS_ORIGIN = ("The six split lists are in the authors' repository (Acsintoae et al., CVPR 2022): "
+                "github.com/lilygeorgescu/UBnormal, folder scripts/")
 _GT_RE = re.compile(r"_(\d+)_gt\.png$")
 
 
@@ -123,7 +130,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     listed: list[tuple[str, str, int]] = []     # (official split, video, label)
     seen: dict[str, str] = {}
     for (official, kind), expected in OFFICIAL_LISTS.items():
-        path = index.find_file([f"{kind}_{official}_video_names.txt"], f"UBnormal {kind} {official} list")
+        path = index.find_file([f"{kind}_{official}_video_names.txt"], f"UBnormal {kind} {official} list",
+                               origin=LISTS_ORIGIN)
         names = [text for _, text in read_lines(path)]
         report.expect(f"{kind} {official} videos listed", expected, len(names), REFERENCE)
         for name in names:
@@ -154,6 +162,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     clamped: list[str] = []
     invisible: list[str] = []
     fixed: list[str] = []
+    corrected: list[str] = []
+    outside: list[str] = []
     no_annotations: list[str] = []
     for split, name, label in wanted:
         assert split is not None                    # wanted keeps the official splits that map to one
@@ -171,7 +181,7 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                 if len(ctx.index.dirs(f"{name}_annotations")) == 0:
                     no_annotations.append(name)
                     continue
-                gt = _ground_truth(ctx, name, info, clamped, invisible, fixed)
+                gt = _ground_truth(ctx, name, info, clamped, invisible, fixed, corrected, outside)
                 if gt is None:
                     continue
                 planned.frame_labels, planned.regions = gt
@@ -182,6 +192,9 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     report.note_list("track frames where the object is not visible in its map (frame label kept, no box)",
                      invisible)
     report.note_list("videos whose boxes were clipped or deduplicated", fixed)
+    report.note_list("videos whose regions come from <video>_new_tracks.txt (the authors' corrected tracks for "
+                     "RBDC/TBDC; frame labels still from <video>_tracks.txt)", corrected)
+    report.note_list("videos with regions on frames that <video>_tracks.txt leaves normal (frames)", outside)
     # Official videos per generic split, given where the validation videos go.
     per_split = {"train": [0, 0], "test": [0, 0]}
     for official in ("training", "validation", "test"):
@@ -195,18 +208,22 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
 
 
 def _ground_truth(ctx: PrepareContext, name: str, info: MediaInfo, clamped: list[str], invisible: list[str],
-                  fixed: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Frame labels and regions of one abnormal test video (None and a problem if missing)."""
+                  fixed: list[str], corrected: list[str],
+                  outside: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frame labels (``_tracks.txt``) and regions (``_new_tracks.txt`` if any) of one abnormal test video.
+
+    Returns None, with a problem in the report, when the ground truth is missing.
+    """
     report = ctx.report
     folders = ctx.index.dirs(f"{name}_annotations")
     if len(folders) != 1:
         report.problem(f"{name}: several '{name}_annotations' folders: " + ", ".join(str(f) for f in folders[:3]))
         return None
     folder = folders[0]
-    tracks_path = next((p for p in (folder / f"{name}_new_tracks.txt", folder / f"{name}_tracks.txt")
-                        if p.is_file()), None)
-    if tracks_path is None:
-        report.problem(f"{name}: no {name}_tracks.txt in {folder}")
+    tracks_path = folder / f"{name}_tracks.txt"
+    if not tracks_path.is_file():
+        report.problem(f"{name}: no {name}_tracks.txt in {folder} (the frame-level ground truth; it ships with "
+                       f"the UBnormal download in Scene<S>/{name}_annotations/: unpack that folder again)")
         return None
     tracks = read_tracks_txt(tracks_path)
     if not tracks:
@@ -216,6 +233,13 @@ def _ground_truth(ctx: PrepareContext, name: str, info: MediaInfo, clamped: list
     labels, n_clamped = labels_from_segments(info.frames, [(s, e + 1) for _, s, e in tracks])
     if n_clamped:
         clamped.append(f"{name} ({info.frames} frames)")
+    new_path = folder / f"{name}_new_tracks.txt"
+    if new_path.is_file():
+        tracks = read_tracks_txt(new_path)
+        if not tracks:
+            report.problem(f"{new_path}: abnormal test video with an empty tracks file")
+            return None
+        corrected.append(name)
     maps = _gt_maps(folder, name)
     rows: list[list[int]] = []
     hidden = 0
@@ -248,6 +272,9 @@ def _ground_truth(ctx: PrepareContext, name: str, info: MediaInfo, clamped: list
                                    info.width, info.height)
     if fixes.clipped or fixes.duplicates:
         fixed.append(name)
+    unlabelled = int((labels[np.unique(regions[:, 1])] == 0).sum())
+    if unlabelled:
+        outside.append(f"{name} ({unlabelled})")
     return labels, regions
 
 

@@ -60,6 +60,12 @@ LIU_MA_TEST = (140, 3102)            # videos, boxes
 LIU_MA_TRAIN = (810, 25483)
 TEMPORAL_NAMES = ("Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "Temporal_Anomaly_Annotation.txt")
 OPTIONS = {"hold": int}
+SPLITS_ORIGIN = ("It ships with the UCF-Crime download in Anomaly_Detection_splits/, and in the authors' repository "
+                 "github.com/WaqasSultani/AnomalyDetectionCVPR2018 (Sultani et al., CVPR 2018)")
+TEMPORAL_ORIGIN = ("It ships with the UCF-Crime download, and in the authors' repository "
+                   "github.com/WaqasSultani/AnomalyDetectionCVPR2018 as Temporal_Anomaly_Annotation.txt")
+LIU_MA_ORIGIN = ("Liu & Ma boxes (ACM MM 2019): Test_annotation.pkl and Train_annotation.pkl from "
+                 "github.com/xuzero/UCFCrime_BoundingBox_Annotation; put them anywhere under the source")
 _FRAME_RE = re.compile(r"image_(\d+)\.jpg$")
 _MAX_FRAME = 2 ** 31 - 1            # frame numbers and pixel coordinates end up in int64 arrays
 _MAX_PIXEL = 2 ** 31 - 1
@@ -210,9 +216,9 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     hold = int(ctx.options.get("hold", 1))
     if hold < 1:
         raise DatasetError(f"option hold must be >= 1, found {hold}")
-    train_path = index.find_file(["Anomaly_Train.txt"], "UCF-Crime train list")
-    test_path = index.find_file(["Anomaly_Test.txt"], "UCF-Crime test list")
-    temporal_path = index.find_file(TEMPORAL_NAMES, "UCF-Crime temporal annotation")
+    train_path = index.find_file(["Anomaly_Train.txt"], "UCF-Crime train list", origin=SPLITS_ORIGIN)
+    test_path = index.find_file(["Anomaly_Test.txt"], "UCF-Crime test list", origin=SPLITS_ORIGIN)
+    temporal_path = index.find_file(TEMPORAL_NAMES, "UCF-Crime temporal annotation", origin=TEMPORAL_ORIGIN)
     temporal = _read_temporal(temporal_path)
 
     listed: list[tuple[str, PurePosixPath, Path, int]] = []
@@ -242,7 +248,7 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
         report.expect("Liu & Ma test boxes", LIU_MA_TEST[1], sum(len(v) for v in boxes.values()), "Liu & Ma 2019")
         report.counts["Liu & Ma test boxes"] = sum(len(v) for v in boxes.values())
     else:
-        report.note("no Test_annotation.pkl (Liu & Ma boxes): test videos get frame labels only, no regions")
+        report.note(f"no Test_annotation.pkl: test videos get frame labels only, no regions. {LIU_MA_ORIGIN}")
     train_box_path = index.find_file(["Train_annotation.pkl"], "Liu & Ma train boxes", required=False)
     if train_box_path is not None:
         # Counted to validate the file; never written (training GT must stay unreachable).

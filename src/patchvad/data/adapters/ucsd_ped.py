@@ -7,6 +7,9 @@ Official layout (``UCSD_Anomaly_Dataset.v1p2``)::
     UCSDped2/Test/Test001_gt/001.bmp ...       pixel masks (Ped2: all 12 clips; Ped1: 10)
     UCSDped2/Test/UCSDped2.m                   frame-level GT, one gt_frame per test clip
 
+The v1p2 folder holds both subsets, whose clips share names; from there only the
+subset's own folder (``UCSDped2/`` or ``UCSDped1/``) is read.
+
 ``gt_frame = [61:180]`` lists **1-based inclusive** MATLAB ranges (Ped1 has lines with
 several, ``[5:90, 140:200]``), in clip order. Frame labels come from the .m file, the
 official frame-level ground truth. Regions come from the pixel masks: connected
@@ -33,6 +36,7 @@ from patchvad.data.adapters.common import (
     MediaInfo,
     PlannedVideo,
     PrepareContext,
+    SourceIndex,
     check_splits,
     clean_regions,
     image_errors,
@@ -50,7 +54,12 @@ _SEQ = re.compile(r"^(Train|Test)(\d{3})$")
 
 @dataclass(frozen=True)
 class Variant:
-    """Official facts of one UCSD subset."""
+    """Official facts of one UCSD subset.
+
+    Attributes:
+        clip_frames: official frame count per clip name, where known (Ped2's test
+            clips: the number of masks of each in the release, shared/data README).
+    """
 
     key: str
     title: str
@@ -59,12 +68,24 @@ class Variant:
     videos: dict[str, tuple[int, int | None]]
     frames: dict[str, int]
     anomalous_frames: int | None
+    clip_frames: dict[str, int]
+
+    @property
+    def name(self) -> str:
+        return f"ucsd_{self.key}"
+
+    def clips(self) -> list[str]:
+        """The official clip names, ``Train001 .. TestNNN``."""
+        return [f"{split.capitalize()}{k:03d}" for split in ("train", "test")
+                for k in range(1, self.videos[split][0] + 1)]
 
 
+_PED2_TEST = (180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180)
 PED2 = Variant("ped2", "UCSD Ped2", "UCSDped2", "UCSDped2.m", {"train": (16, 0), "test": (12, 12)},
-               {"train": 2550, "test": 2010}, 1648)
+               {"train": 2550, "test": 2010}, 1648,
+               {f"Test{k:03d}": n for k, n in enumerate(_PED2_TEST, 1)})
 PED1 = Variant("ped1", "UCSD Ped1", "UCSDped1", "UCSDped1.m", {"train": (34, 0), "test": (36, 36)},
-               {"train": 6800, "test": 7200}, None)
+               {"train": 6800, "test": 7200}, None, {})
 REFERENCE = "UCSD Anomaly Dataset v1p2"
 
 
@@ -144,26 +165,72 @@ def _read_npz_masks(path: Path, key: str, width: int) -> np.ndarray | None:
     return np.unpackbits(packed, axis=2)[:, :, :width].astype(bool)
 
 
+def _subset_index(ctx: PrepareContext, variant: Variant) -> SourceIndex:
+    """The part of the source that holds ``variant``'s files.
+
+    The v1p2 folder holds both subsets, whose clips share names (Train001, Test001,
+    Test001_gt); from there only the subset's own folder is read, so Ped2 never counts
+    Ped1's clips and Ped1 never borrows Ped2's masks.
+
+    Raises:
+        DatasetError: the source is the other subset's folder, holds only the other
+            subset, or holds several folders of this one.
+    """
+    other = PED1 if variant is PED2 else PED2
+    names = set(ctx.source.absolute().parts) | set(ctx.source.resolve().parts)
+    if variant.folder in names:
+        return ctx.index                     # the source is the subset's folder (or inside it)
+    if other.folder in names:
+        raise DatasetError(f"the source is (inside) the {other.title} folder {other.folder}/, but "
+                           f"'prepare {variant.name}' reads {variant.title}: pass its {variant.folder}/ folder, or "
+                           f"the UCSD_Anomaly_Dataset.v1p2 folder that holds both, or run "
+                           f"'prepare {other.name}'", path=ctx.source)
+    mine = ctx.index.dirs(variant.folder)
+    if len(mine) > 1:
+        raise DatasetError(f"several {variant.folder}/ folders under the source ({', '.join(map(str, mine))}); "
+                           f"pass the one to read as --source", path=ctx.source)
+    if mine:
+        return ctx.index.under(mine[0])
+    if ctx.index.dirs(other.folder):
+        raise DatasetError(f"no {variant.folder}/ folder under the source, which holds {other.folder}/ only: "
+                           f"unpack {variant.title} from the UCSD Anomaly Dataset (UCSD_Anomaly_Dataset.v1p2) "
+                           f"here, or run 'prepare {other.name}'", path=ctx.source)
+    return ctx.index                         # a renamed subset folder: read the whole source
+
+
 def _plan(ctx: PrepareContext, variant: Variant) -> list[PlannedVideo]:
-    report, index = ctx.report, ctx.index
-    m_path = index.find_file([variant.m_file], f"{variant.title} frame-level ground truth")
+    report = ctx.report
+    index = _subset_index(ctx, variant)
+    m_path = index.find_file([variant.m_file], f"{variant.title} frame-level ground truth",
+                             origin=f"It ships with the dataset in {variant.folder}/Test/ of the UCSD Anomaly "
+                             f"Dataset (UCSD_Anomaly_Dataset.v1p2, Mahadevan et al. 2010)")
     gt = read_m_file(m_path)
     report.expect(f"gt_frame entries in {m_path.name}", variant.videos["test"][0], len(gt), REFERENCE)
 
     folders: dict[str, Path] = {}
-    problems = []
+    ambiguous: dict[str, str] = {}
     names = sorted({p.name for p in index.all_dirs(lambda p: bool(_SEQ.match(p.name)))})
     for name in names:
         candidates = [d for d in index.dirs(name) if list_frame_files(d)]
         path, why = _pick(candidates, variant)
         if path is None:
             if candidates:
-                problems.append(f"{name} ({why})")
+                ambiguous[name] = why
             continue
         folders[name] = path
-    report.problem_list("clips found in several frame folders", problems)
+    report.problem_list("clips found in several frame folders", [f"{n} ({why})" for n, why in ambiguous.items()])
+    official = variant.clips()
+    report.problem_list(f"clips of the official {variant.title} release not found under {index.source} "
+                        f"(expected {variant.folder}/Train/TrainNNN/ and {variant.folder}/Test/TestNNN/ frame "
+                        f"folders)", [n for n in official if n not in folders and n not in ambiguous])
+    report.problem_list(f"clips that are not in the official {variant.title} release",
+                        sorted(set(folders) - set(official)))
     npz_path, _ = _pick(index.files("test_gt_masks.npz"), variant)
     infos = ctx.probe_many(list(folders.values()))
+    official_frames = variant.clip_frames
+    report.problem_list("clips whose frame count is not the official one (found, official)",
+                        [f"{name} ({infos[f].frames}, {official_frames[name]})" for name, f in sorted(folders.items())
+                         if f in infos and name in official_frames and infos[f].frames != official_frames[name]])
 
     plans: list[PlannedVideo] = []
     disagree: list[str] = []
@@ -188,7 +255,7 @@ def _plan(ctx: PrepareContext, variant: Variant) -> list[PlannedVideo]:
                 labels[a - 1:min(b, info.frames)] = 1
             planned.frame_labels = labels
             planned.label = int(labels.any())
-            masks = _masks(ctx, variant, name, folder, info, npz_path)
+            masks = _masks(ctx, index, variant, name, folder, info, npz_path)
             if masks is None:
                 no_masks.append(name)
             else:
@@ -212,14 +279,14 @@ def _plan(ctx: PrepareContext, variant: Variant) -> list[PlannedVideo]:
     return plans
 
 
-def _masks(ctx: PrepareContext, variant: Variant, name: str, folder: Path, info: MediaInfo,
+def _masks(ctx: PrepareContext, index: SourceIndex, variant: Variant, name: str, folder: Path, info: MediaInfo,
            npz_path: Path | None) -> np.ndarray | None:
     """``(T, H, W)`` bool masks of one test clip, or None when the dataset has none for it."""
     beside = folder.parent / f"{name}_gt"
     if beside.is_dir():
         mask_dir: Path | None = beside
     else:
-        mask_dir, _ = _pick(ctx.index.dirs(f"{name}_gt"), variant)
+        mask_dir, _ = _pick(index.dirs(f"{name}_gt"), variant)
     masks: np.ndarray | None
     if mask_dir is not None:
         masks = _read_bmp_masks(mask_dir)

@@ -6,8 +6,9 @@ Official files read:
   The authors' ``make_gt.py`` applies ``gt[s:e] = 1``: **0-based, end exclusive**. 14
   names carry a ``.mp4`` suffix; it is stripped before matching.
 * ``rgb_test.list`` (optional, the authors' feature list): the official 800 test videos
-  in order (5 crops each). When absent, a video is a test video when a folder on its
-  path below the source has "test" in its name.
+  in order (5 crops each), from github.com/Roc-Ng/XDVioDet. When absent, a video is a
+  test video when a folder on its path below the source has "test" in its name; a
+  problem (with where to get the list) is reported when that does not give 800.
 * The videos (``*.mp4``) anywhere under the source; every video that is not a test
   video is a training video (3,954 officially).
 
@@ -43,6 +44,11 @@ REFERENCE = "Wu et al. 2020"
 ANNOTATED = (500, 1238)            # violent test videos, segments
 TEST_LIST_LINES = 4000             # 800 videos x 5 crops
 OPTIONS: dict = {}
+ANNOTATIONS_ORIGIN = ("It is the test annotation of Wu et al. (ECCV 2020), read by the authors' list/make_gt.py "
+                      "(github.com/Roc-Ng/XDVioDet); github.com/nwpu-zxr/VadCLIP publishes it as "
+                      "list/annotations.txt")
+TEST_LIST_ORIGIN = ("rgb_test.list is the authors' list of the 800 official test videos (4,000 lines, 5 crops "
+                    "each), published with their features in github.com/Roc-Ng/XDVioDet as list/rgb_test.list")
 CODES = {"A": "normal", "B1": "fighting", "B2": "shooting", "B4": "riot", "B5": "abuse", "B6": "car accident",
          "G": "explosion"}
 _LABEL_RE = re.compile(r"_label_([A-Za-z0-9-]+)$")
@@ -97,7 +103,7 @@ def read_test_list(path: Path) -> list[str]:
 def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     """Read annotations.txt, the test list and the videos under ``ctx.source``; plan the folder."""
     report, index = ctx.report, ctx.index
-    ann_path = index.find_file(["annotations.txt"], "XD-Violence annotations")
+    ann_path = index.find_file(["annotations.txt"], "XD-Violence annotations", origin=ANNOTATIONS_ORIGIN)
     annotations = read_annotations(ann_path)
     report.expect("annotated (violent) test videos", ANNOTATED[0], len(annotations), REFERENCE)
     report.expect("annotated segments", ANNOTATED[1], sum(len(s) for s, _ in annotations.values()), REFERENCE)
@@ -118,6 +124,11 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
         test_names = sorted(k for k, v in videos.items()
                             if any("test" in part.lower() for part in v[0].relative_to(ctx.source).parent.parts))
         report.note("no rgb_test.list: test videos are those under a folder whose name contains 'test'")
+        if len(test_names) != OFFICIAL["test"][0]:
+            report.problem(f"rgb_test.list not found under the source, and the videos under a folder whose name "
+                           f"contains 'test' (used instead) are {len(test_names)}, not the official "
+                           f"{OFFICIAL['test'][0]}. {TEST_LIST_ORIGIN}. Put it anywhere under the source (e.g. "
+                           f"{ctx.source / 'list' / 'rgb_test.list'}; a symlink works) and run prepare again")
     test_set = set(test_names)
     not_listed = sorted(set(annotations) - test_set)
     report.problem_list("annotated videos that are not test videos", not_listed)
