@@ -102,7 +102,7 @@ def test_offline_finds_when_and_where(setup, tmp_path) -> None:
     assert probe(folder / "overlay.mp4").frame_count == N
     assert (folder / "scores.csv").read_text().splitlines()[0] == "frame,time,score"
     pred = read_prediction(tmp_path, result.stem, frame_count=N)     # the evaluate layout
-    np.testing.assert_allclose(pred.scores, result.frame_scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(pred.frame_scores, result.frame_scores, rtol=0, atol=1e-6)
 
 
 def test_stream_agrees_with_offline(setup, tmp_path) -> None:

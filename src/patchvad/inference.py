@@ -39,7 +39,7 @@ from patchvad.io.files import atomic_write_json, atomic_write_text
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.model.selections import SelectionConfig
-from patchvad.predictions import write_prediction
+from patchvad.predictions import VideoPrediction, write_prediction
 
 TRACKS_FILE = "tracks.csv"
 
@@ -58,27 +58,6 @@ class BoxConfig:
     rel_thr: float = 0.5
     upsample: int = 16
     link_iou: float = 0.3
-
-
-@dataclass
-class VideoPrediction:
-    """Predictions of one video.
-
-    Attributes:
-        frame_scores: ``(F,)`` float32.
-        snippet_scores: ``(T,)`` float32.
-        maps: ``(T, Gh, Gw)`` float32 patch scores.
-        boxes: ``(N, 6)`` float64 rows ``frame_id, x1, y1, x2, y2, score`` (one per frame).
-        tracks: ``(N, 7)`` float64 rows ``track_id, frame_id, x1, y1, x2, y2, score``.
-        frame_to_snippet: ``(F,)`` int64.
-    """
-
-    frame_scores: np.ndarray
-    snippet_scores: np.ndarray
-    maps: np.ndarray
-    boxes: np.ndarray
-    tracks: np.ndarray
-    frame_to_snippet: np.ndarray
 
 
 def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg: BoxConfig = BoxConfig()

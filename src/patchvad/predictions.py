@@ -39,30 +39,37 @@ BOX_COLUMNS = ("frame_id", "x_min", "y_min", "x_max", "y_max", "score")
 
 @dataclass(frozen=True)
 class VideoPrediction:
-    """What a method predicted for one video.
+    """What a method predicted for one video: made by inference, written and read back here.
 
     Attributes:
-        stem: the video's stem (the folder name).
-        path: ``PRED/<stem>``.
-        scores: ``(F,)`` float64 frame scores (stored as float32).
+        frame_scores: ``(F,)`` frame scores (float32 from inference; float64 when read
+            back from ``scores.npy``, which stores float32).
         boxes: ``(N, 6)`` float64 rows ``frame_id, x_min, y_min, x_max, y_max, score``.
-        maps: ``(T, Gh, Gw)`` float32 patch scores, or None.
+        maps: ``(T, Gh, Gw)`` float32 patch scores, or None (video-level folders).
         frame_to_snippet: ``(F,)`` int64 snippet index of each frame, or None (no maps).
+        snippet_scores: ``(T,)`` float32 snippet scores (inference only; not stored).
+        tracks: ``(N, 7)`` float64 rows ``track_id, frame_id, x1, y1, x2, y2, score``
+            (inference; stored as ``tracks.csv``, not read back).
+        stem: the video's stem (the folder name; "" before it is written).
+        path: ``PRED/<stem>`` once read from disk.
         frame_to_snippet_assumed: True when maps came without ``frame_to_snippet.npy``
             and the equal-length mapping was assumed.
     """
 
-    stem: str
-    path: Path
-    scores: np.ndarray
+    frame_scores: np.ndarray
     boxes: np.ndarray
     maps: np.ndarray | None = None
     frame_to_snippet: np.ndarray | None = None
+    snippet_scores: np.ndarray | None = None
+    tracks: np.ndarray | None = None
+    stem: str = ""
+    path: Path | None = None
     frame_to_snippet_assumed: bool = False
 
     @property
     def frame_count(self) -> int:
-        return int(self.scores.shape[0])
+        """``F``, the number of frames scored."""
+        return int(self.frame_scores.shape[0])
 
 
 def default_frame_to_snippet(frame_count: int, n_snippets: int) -> np.ndarray:
@@ -302,8 +309,8 @@ def read_prediction(pred_dir: str | Path, stem: str, frame_count: int | None = N
             assumed = True
     elif f2s_path.exists():
         raise PredictionError(f"{FRAME_TO_SNIPPET} without {MAPS}", path=f2s_path)
-    return VideoPrediction(stem=stem, path=folder, scores=scores.astype(np.float64), boxes=boxes, maps=maps,
-                           frame_to_snippet=f2s, frame_to_snippet_assumed=assumed)
+    return VideoPrediction(frame_scores=scores.astype(np.float64), boxes=boxes, maps=maps, frame_to_snippet=f2s,
+                           stem=stem, path=folder, frame_to_snippet_assumed=assumed)
 
 
 def prediction_stems(pred_dir: str | Path) -> list[str]:

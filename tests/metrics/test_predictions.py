@@ -27,7 +27,7 @@ def test_round_trip(tmp_path):
     assert np.load(folder / "frame_to_snippet.npy").dtype == np.int32
     assert (folder / "boxes.csv").read_text().startswith(HEADER)
     p = read_prediction(tmp_path, "vid", frame_count=4)
-    np.testing.assert_array_equal(p.scores, scores.astype(np.float64))
+    np.testing.assert_array_equal(p.frame_scores, scores.astype(np.float64))
     np.testing.assert_array_equal(p.boxes, boxes)  # exact: scores survive the CSV round trip
     np.testing.assert_array_equal(p.maps, maps.astype(np.float16).astype(np.float32))
     np.testing.assert_array_equal(p.frame_to_snippet, [0, 0, 1, 1])

@@ -46,7 +46,7 @@ def test_mean_of_maps_scored_like_test(runs, tmp_path) -> None:
         np.testing.assert_array_equal(got.maps, mean.astype(np.float16).astype(np.float32))    # stored float16
         assert not np.array_equal(a.maps, b.maps)           # two seeds: different maps
         ref = prediction_from_maps(mean, a.frame_to_snippet, (entry.width, entry.height), selection, BoxConfig())
-        np.testing.assert_array_equal(got.scores, ref.frame_scores.astype(np.float64))
+        np.testing.assert_array_equal(got.frame_scores, ref.frame_scores.astype(np.float64))
         np.testing.assert_array_equal(got.boxes, ref.boxes)
         assert (tmp_path / "ens" / entry.stem / "tracks.csv").is_file()
     info = json.loads((tmp_path / "ens" / "inference.json").read_text())
@@ -65,7 +65,7 @@ def test_a_member_ensembled_with_its_copy_is_itself(runs, tmp_path) -> None:
         a = read_prediction(runs["a"], entry.stem)
         got = read_prediction(tmp_path / "ens", entry.stem)
         np.testing.assert_array_equal(got.maps, a.maps)
-        np.testing.assert_allclose(got.scores, a.scores, rtol=0, atol=2e-3)
+        np.testing.assert_allclose(got.frame_scores, a.frame_scores, rtol=0, atol=2e-3)
         # (boxes may move where the rounding crosses the box threshold of a cell)
 
 

@@ -124,7 +124,7 @@ def test_constant_score_model_gets_defined_metrics(toy, tmp_path: Path) -> None:
                     {k: vf.record[k] for k in ("frame_count", "fps", "width", "height")})
     result = fit(data, feats, tmp_path / "run", method="motion_floor", config=CFG, log=None)
     test(result.checkpoint, data, feats, tmp_path / "pred")
-    scores = np.concatenate([read_prediction(tmp_path / "pred", s).scores for s in ("test_000", "test_001",
+    scores = np.concatenate([read_prediction(tmp_path / "pred", s).frame_scores for s in ("test_000", "test_001",
                                                                                      "test_002", "test_003")])
     assert np.ptp(scores) == 0                                   # the model is constant
     with warnings.catch_warnings():

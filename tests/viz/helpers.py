@@ -56,7 +56,7 @@ def synthetic_prediction(n: int, boxes: np.ndarray, gt_span: tuple[int, int], gr
         x1, y1, x2, y2 = boxes[min(t * snippet_len, n - 1)]
         maps[t, int((y1 + y2) / 2 * grid[0] / h), int((x1 + x2) / 2 * grid[1] / w)] = 0.95
     rows = np.column_stack([np.arange(n), boxes, scores]).astype(np.float64)
-    return VideoPrediction(stem=stem, path=Path("."), scores=scores, boxes=rows, maps=maps,
+    return VideoPrediction(stem=stem, path=Path("."), frame_scores=scores, boxes=rows, maps=maps,
                            frame_to_snippet=f2s.astype(np.int64))
 
 
@@ -96,7 +96,7 @@ def tiny_dataset_with_predictions(root: Path, methods: dict[str, float], n_frame
         for stem, span in gts.items():
             p = synthetic_prediction(n_frames, squares[stem], span, seed=k)
             rng = np.random.default_rng(100 + k)
-            scores = np.clip(q * p.scores + (1 - q) * rng.random(n_frames), 0, 1)
+            scores = np.clip(q * p.frame_scores + (1 - q) * rng.random(n_frames), 0, 1)
             boxes = p.boxes.copy()
             boxes[:, 5] = scores
             if q < 0.5:

@@ -90,7 +90,7 @@ def _compute(videos: list[_Video], tau: float | None, notes: list[str], scope: s
     frames = FrameAccumulator()
     spatial = SpatialAccumulator()
     for v in videos:
-        frames.add(v.gt.frame_labels, v.pred.scores)
+        frames.add(v.gt.frame_labels, v.pred.frame_scores)
         spatial.add(v.gt.regions, v.pred.boxes, v.gt.frame_count, anomalous=v.entry.label == 1)
     out: dict[str, Any] = {
         "frame_auc_micro": _attempt(frames.auc_micro, "frame_auc_micro", scope, notes),
@@ -118,7 +118,7 @@ def _compute(videos: list[_Video], tau: float | None, notes: list[str], scope: s
     patch = PatchAccumulator(coverage=COVERAGE)
     if with_maps and len(with_maps) == len(videos):
         for v in videos:
-            patch.add(v.pred.maps, v.pred.frame_to_snippet, v.pred.scores, v.gt.regions,
+            patch.add(v.pred.maps, v.pred.frame_to_snippet, v.pred.frame_scores, v.gt.regions,
                       (v.gt.height, v.gt.width), frame_labels=v.gt.frame_labels)
         out["pauc"] = _attempt(patch.pauc, "pauc", scope, notes)
         out["pap"] = _attempt(patch.pap, "pap", scope, notes)
@@ -177,7 +177,7 @@ def evaluate_folder(dataset_root: str | Path, predictions_dir: str | Path,
     if assumed:
         notes.append(f"{len(assumed)} video(s) have maps without frame_to_snippet.npy; equal-length snippets "
                      f"(ceil(F/T) frames) were assumed (e.g. {', '.join(assumed[:3])})")
-    outside = [v.entry.stem for v in videos if v.pred.scores.min() < 0.0 or v.pred.scores.max() > 1.0]
+    outside = [v.entry.stem for v in videos if v.pred.frame_scores.min() < 0.0 or v.pred.frame_scores.max() > 1.0]
     if outside:
         notes.append(f"frame_auc_macro pads each video with scores 0 and 1 (UBnormal), which assumes scores "
                      f"in [0, 1]; {len(outside)} video(s) have scores outside (e.g. {', '.join(outside[:3])})")

@@ -65,7 +65,7 @@ def method_curves(videos: TestVideos, method: str, seed: str | int | None = None
     frames, spatial = FrameAccumulator(), SpatialAccumulator()
     for e in videos.entries:
         gt, pred = videos.gts[e.stem], videos.preds[method][e.stem]
-        frames.add(gt.frame_labels, pred.scores)
+        frames.add(gt.frame_labels, pred.frame_scores)
         spatial.add(gt.regions, pred.boxes, gt.frame_count, anomalous=e.label == 1)
     roc = tau = detection = None
     try:
@@ -128,7 +128,7 @@ def gallery_items(video_path: str | Path, prediction: VideoPrediction, gt: Groun
         items.append(GalleryItem(
             stem=stem or prediction.stem, frame_id=f, image=images[f], heatmap=heat,
             pred_boxes=_frame_boxes(boxes, f, 0, slice(1, 6)), gt_boxes=_frame_boxes(regions, f, 1, slice(2, 6)),
-            score=float(prediction.scores[f]), threshold=threshold,
+            score=float(prediction.frame_scores[f]), threshold=threshold,
             label=None if gt is None else int(gt.frame_labels[f]), method=method))
     return items
 
@@ -145,7 +145,7 @@ def pick_frame(prediction: VideoPrediction, gt: GroundTruth) -> int:
         frames = np.flatnonzero(gt.frame_labels)
     if frames.size == 0:
         frames = np.arange(prediction.frame_count)
-    return int(frames[int(np.argmax(prediction.scores[frames]))])
+    return int(frames[int(np.argmax(prediction.frame_scores[frames]))])
 
 
 def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mapping[str, str | Path],
@@ -194,7 +194,7 @@ def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mappi
         gt = videos.gts[e.stem]
         kind = e.cls or ("anomalous" if e.label else "normal")
         timelines.append(Timeline(e.stem, gt.frame_labels,
-                                  {m: videos.preds[m][e.stem].scores for m in timeline_methods},
+                                  {m: videos.preds[m][e.stem].frame_scores for m in timeline_methods},
                                   focus_tau, caption=f"{kind} · {gt.frame_count} frames"))
 
     gallery: list[GalleryItem] = []

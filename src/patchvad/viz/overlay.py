@@ -450,7 +450,7 @@ def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | 
 
     Args:
         video_path: the test video.
-        prediction: a :class:`patchvad.predictions.VideoPrediction` (``scores (F,)``,
+        prediction: a :class:`patchvad.predictions.VideoPrediction` (``frame_scores (F,)``,
             ``boxes (N, 6)`` rows ``frame_id, x1, y1, x2, y2, score``, optional ``maps
             (T, Gh, Gw)`` and ``frame_to_snippet (F,)``) or anything with those attributes.
         gt: the video's :class:`patchvad.data.folder.GroundTruth`, or None (no red
@@ -479,7 +479,7 @@ def write_overlay_video(video_path: str | Path, prediction, gt, out_path: str | 
         ValueError: ``frame_to_snippet`` does not match the scores or the maps.
     """
     video_path, out_path = Path(video_path), Path(out_path)
-    scores = np.asarray(prediction.scores, dtype=np.float64)
+    scores = np.asarray(prediction.frame_scores, dtype=np.float64)
     n = int(scores.shape[0])
     shown = _shown_maps(prediction, frame_to_snippet, maps_range, n)
     gt_labels = None if gt is None else np.asarray(gt.frame_labels)
