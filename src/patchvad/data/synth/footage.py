@@ -115,7 +115,7 @@ class Geometry:
         """Standing person height in px with the feet on ``row`` (scalar or array)."""
         return self.top + (self.bottom - self.top) * np.asarray(row, dtype=np.float64) / self.height
 
-    def resized(self, width: int, height: int) -> "Geometry":
+    def resized(self, width: int, height: int) -> Geometry:
         """The same geometry for the frame resized to ``width x height``."""
         sx, sy = width / self.width, height / self.height
         cross = sy if self.orient == "h" else sx
@@ -312,13 +312,14 @@ def estimate_geometry(footage: Footage, grey: np.ndarray, scale: tuple[float, fl
     heights = (boxes[:, 3] - boxes[:, 1] + 1).astype(np.float64)
     if scale is None:
         if boxes.shape[0] < MIN_PEOPLE:
-            raise VideoError(f"cannot estimate how big people are: only {boxes.shape[0]} moving person-shaped "
-                             f"objects found in {grey.shape[0]} analysed frames (need {MIN_PEOPLE}); pass "
+            raise VideoError(f"cannot estimate how big people are: only {boxes.shape[0]} detections of moving "
+                             f"person-shaped objects in {grey.shape[0]} analysed frames (need {MIN_PEOPLE}); pass "
                              f"--scale H (a standing person's height in px) or --scale TOP,BOTTOM (with the "
                              f"feet on the top / bottom row)", path=footage.path)
         if np.percentile(feet, 90) - np.percentile(feet, 10) < 0.1 * h:
             # Everyone walks at about one distance: the slope is not observable.
-            a, b, sigma = float(np.median(heights)), 0.0, 1.4826 * float(np.median(np.abs(heights - np.median(heights))))
+            a, b = float(np.median(heights)), 0.0
+            sigma = 1.4826 * float(np.median(np.abs(heights - a)))
         else:
             a, b, sigma = _robust_line(feet, heights)
             if b < 0:
@@ -354,10 +355,11 @@ def estimate_geometry(footage: Footage, grey: np.ndarray, scale: tuple[float, fl
 def _zone(cross: np.ndarray, along: np.ndarray, cross_n: int, along_n: int) -> tuple[float, float]:
     """The cross range (rows of a horizontal zone) where people walk through the frame.
 
-    Feet are counted in square bins of 1/32 of the frame's length; a cross bin belongs
-    to the zone when feet were seen (twice or more) in at least half of its along
-    bins. The zone is the contiguous run of such bins holding the most feet; with no
-    bin that full, the bins at least half as full as the fullest.
+    Feet are counted in square bins of 1/32 of the frame's length; a cross bin is full
+    when feet were seen (twice or more) in at least half of its along bins (with no
+    bin that full: at least half as many as in the fullest). Gaps of up to three bins
+    between full bins are bridged (people walking in separate lanes still walk in one
+    zone); the zone is the run holding the most feet.
     """
     size = max(2.0, along_n / 32.0)
     nc, na = int(math.ceil(cross_n / size)), int(math.ceil(along_n / size))
@@ -366,6 +368,10 @@ def _zone(cross: np.ndarray, along: np.ndarray, cross_n: int, along_n: int) -> t
                        np.clip((along / size).astype(np.int64), 0, na - 1)), 1)
     coverage = (counts >= 2).mean(axis=1)
     full = coverage >= min(0.5, 0.5 * float(coverage.max()))
+    idx = np.flatnonzero(full)
+    for a, b in zip(idx[:-1], idx[1:]):
+        if b - a <= 4:
+            full[a:b] = True
     best, best_feet, k = (0, 0), -1, 0
     while k < nc:
         if not full[k]:
