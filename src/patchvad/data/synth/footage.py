@@ -496,8 +496,10 @@ def output_size(footage: Footage, width: int | None) -> tuple[int, int]:
 
 
 def clip_ranges(footage: Footage, n_train: int, n_test: int, clip: int) -> dict[str, tuple[int, int]]:
-    """Footage frames ``(first, last)`` (inclusive) per split: the first
-    ``n_train / (n_train + n_test)`` of the frames for training, the rest for testing.
+    """Footage frames ``(first, last)`` (inclusive) per split.
+
+    The first ``n_train / (n_train + n_test)`` of the frames for training, the rest
+    for testing.
 
     Raises:
         VideoError: a split with clips gets fewer frames than one clip (names the file).

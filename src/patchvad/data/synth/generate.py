@@ -107,9 +107,12 @@ def video_path(spec: VideoSpec) -> str:
 
 
 def annotate(spec: VideoSpec, scene: AgentScene, frames: int, oracle: bool = False) -> dict:
-    """What a rendered video hands back: its stem and frame count, and for a test video
-    (any video with ``oracle``) its track rows and frame labels. Without ``oracle``,
-    training videos' ground truth is never computed."""
+    """What a rendered video hands back to the folder writer.
+
+    Its stem and frame count, and for a test video (any video with ``oracle``) its
+    track rows ``(R, 6)`` and frame labels ``(F,)``. Without ``oracle``, training
+    videos' ground truth is never computed.
+    """
     result = {"stem": spec.stem, "frames": frames}
     if spec.split == "test" or oracle:
         rows = scene.tracks() if spec.label == 1 else np.zeros((0, 6), dtype=np.int64)
@@ -305,9 +308,11 @@ def write_ground_truth(root: Path, specs: list[VideoSpec], results: list[dict],
 
 
 def write_dataset_manifest(root: Path, specs: list[VideoSpec], results: list[dict], config: SynthConfig) -> None:
-    """Write the manifest: test videos' class is their type, training videos' only
-    ``anomalous`` or ``normal``. Written last, so an interrupted run never looks like a
-    finished dataset."""
+    """Write the manifest (last, so an interrupted run never looks like a finished dataset).
+
+    A test video's class is its anomaly type, a training video's only ``anomalous`` or
+    ``normal``.
+    """
     rows = []
     for spec, result in zip(specs, results):
         cls = (spec.kind if spec.label else "normal") if spec.split == "test" else (
