@@ -89,19 +89,24 @@ def test_perspective_estimate_matches_hand_measured_pedestrians(plan) -> None:
     assert geo.band[0] <= 204 / 2 and geo.band[1] >= 285 / 2
 
 
-def _walking_boxes(n: int = 120, w: int = 320, h: int = 240, flow: int = 1):
-    """Grey frames of bright upright bars whose height is 10 + 0.2 x (feet row), walking along x."""
-    rng = np.random.default_rng(0)
-    base = (rng.random((h, w)) * 40 + 60).astype(np.uint8)
-    frames = np.repeat(base[None], n, axis=0)
-    lanes = [(70, 0.0), (110, 40.0), (150, 90.0), (190, 20.0), (230, 140.0)]
+def _bar_walkers(positions, n: int = 120, seed: int = 0) -> np.ndarray:
+    """``(n, 240, 320)`` grey frames of bright upright bars over noise, 10 + 0.2 x (feet
+    row) px tall (a known perspective); ``positions(t)`` lists each bar's (feet row,
+    left column) at frame t."""
+    rng = np.random.default_rng(seed)
+    frames = np.repeat((rng.random((240, 320)) * 40 + 60).astype(np.uint8)[None], n, axis=0)
     for t in range(n):
-        for k, (feet, offset) in enumerate(lanes):
+        for feet, x in positions(t):
             bar = int(round(10 + 0.2 * feet))
-            speed = 2.0 if k != 4 else -1.0           # one walker against the flow
-            x = int(offset + speed * t) % (w - 20) + 5
             frames[t, feet - bar:feet, x:x + max(3, bar // 4)] = 230
     return frames
+
+
+def _walking_boxes(n: int = 120) -> np.ndarray:
+    """Bars walking right along x in five rows; the lowest walks left."""
+    lanes = [(70, 0.0), (110, 40.0), (150, 90.0), (190, 20.0), (230, 140.0)]
+    return _bar_walkers(lambda t: [(feet, int(offset + (2.0 if k != 4 else -1.0) * t) % 300 + 5)
+                                   for k, (feet, offset) in enumerate(lanes)], n)
 
 
 def test_geometry_of_known_walkers_is_recovered() -> None:
@@ -117,19 +122,11 @@ def test_geometry_of_known_walkers_is_recovered() -> None:
     assert estimate_geometry(footage, grey[::-1].copy()).flow == -1
 
 
-def _approaching_boxes(n: int = 120, w: int = 320, h: int = 240):
-    """Grey frames of upright bars walking down the image (towards the camera) in four
-    columns, 10 + 0.2 x (feet row) px tall; one walks up."""
-    rng = np.random.default_rng(2)
-    base = (rng.random((h, w)) * 40 + 60).astype(np.uint8)
-    frames = np.repeat(base[None], n, axis=0)
-    for t in range(n):
-        for k, (x, offset) in enumerate([(120, 0.0), (150, 60.0), (180, 120.0), (210, 30.0)]):
-            speed = 1.5 if k != 3 else -1.0
-            feet = int(60 + (offset + speed * t) % 170)
-            bar = int(round(10 + 0.2 * feet))
-            frames[t, feet - bar:feet, x:x + max(3, bar // 4)] = 230
-    return frames
+def _approaching_boxes(n: int = 120) -> np.ndarray:
+    """Bars walking down the image (towards the camera) in four columns; one walks up."""
+    columns = [(120, 0.0), (150, 60.0), (180, 120.0), (210, 30.0)]
+    return _bar_walkers(lambda t: [(int(60 + (offset + (1.5 if k != 3 else -1.0) * t) % 170), x)
+                                   for k, (x, offset) in enumerate(columns)], n, seed=2)
 
 
 def test_vertical_flow_gives_a_vertical_zone_and_every_type_is_staged_on_it() -> None:
