@@ -24,8 +24,22 @@ def _grid(text: str) -> int | tuple[int, int]:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from patchvad.data.synth import synth_command
+    from patchvad.data.synth.footage import footage_command
+    from patchvad.errors import ConfigError
 
-    synth_command(Path(args.root), train=args.train, test=args.test, seed=args.seed, preset=args.preset,
+    if (args.root is None) == (args.out is None):
+        raise ConfigError("give the output folder once: as ROOT or as --out ROOT")
+    root = Path(args.root or args.out)
+    if args.background is not None:
+        if args.oracle_labels is not None:
+            raise ConfigError("--oracle-labels applies to the painted benchmark only, not to --background")
+        footage_command(args.background, root, train=args.train, test=args.test, seed=args.seed,
+                        clip_frames=args.clip_frames, width=args.width, scale=args.scale, workers=args.workers,
+                        overwrite=args.overwrite)
+        return 0
+    if (args.scale, args.clip_frames, args.width) != (None, None, None):
+        raise ConfigError("--scale, --clip-frames and --width apply to --background FOOTAGE only")
+    synth_command(root, train=args.train, test=args.test, seed=args.seed, preset=args.preset,
                   workers=args.workers, overwrite=args.overwrite, oracle_labels=args.oracle_labels)
     return 0
 
@@ -143,10 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fits run in parallel processes (default: one per core, at most 4)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark")
-    p.add_argument("root")
-    p.add_argument("--train", type=int, default=None, help="training videos (default: the preset's)")
-    p.add_argument("--test", type=int, default=None, help="test videos (default: the preset's)")
+    p = sub.add_parser("synth", help="generate the synthetic surveillance benchmark, or anomalies in your footage")
+    p.add_argument("root", nargs="?", help="output folder (or --out)")
+    p.add_argument("--out", default=None, help="output folder (same as ROOT)")
+    p.add_argument("--background", metavar="FOOTAGE", default=None,
+                   help="draw the anomalies into clips of this real video (docs/synthetic.md, 'Your own footage')")
+    p.add_argument("--scale", default=None, metavar="H|TOP,BOTTOM",
+                   help="with --background: a standing person's height in footage px, or the heights with the feet "
+                        "on the top and on the bottom row (default: estimated from the footage's motion)")
+    p.add_argument("--clip-frames", type=int, default=None, help="with --background: frames per clip (default 8 s)")
+    p.add_argument("--width", type=int, default=None, help="with --background: clip width (default the footage's)")
+    p.add_argument("--train", type=int, default=None, help="training videos (default: the preset's; footage: 20)")
+    p.add_argument("--test", type=int, default=None, help="test videos (default: the preset's; footage: 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default",
                    help="default (alias demo), large, tiny: fixed cameras; newcam, newcam-large, newcam-tiny: a new "

@@ -9,6 +9,9 @@ the generic dataset folder layout as H.264 mp4 files, deterministic by seed.
 
     from patchvad.data.synth import generate_benchmark
     root = generate_benchmark("data/synth", n_train=240, n_test=60, seed=0, workers=2)
+
+The same agents and anomalies drawn into a user's own footage instead of painted
+streets: :mod:`patchvad.data.synth.footage` (``patchvad synth --background FOOTAGE``).
 """
 
 from patchvad.data.synth.config import ANOMALY_TYPES, PRESETS, CameraDraw, SynthConfig, resolve_preset

@@ -535,7 +535,7 @@ def finish_person(agent: Agent, view: View, phase0: float) -> Agent:
     steps = np.where(agent.mode == STAND, 0.0, speed / np.maximum(cycle, 1e-6))
     phase = phase0 + np.concatenate([[0.0], np.cumsum(steps[:-1])])
     agent.phase = (np.floor(phase * PHASES).astype(np.int64) % PHASES).astype(np.int16)
-    agent.present = in_view(view, x, y, 1.3 * agent.look.height + 4)
+    agent.present = in_view(view, x, y, 1.3 * agent.look.height * view.reach + 4)
     return agent
 
 
@@ -645,7 +645,7 @@ def add_walker_group(rng: np.random.Generator, view: View, config: SynthConfig, 
         kind = "pair" if u < config.pair_fraction else (
             "carrier" if u < config.pair_fraction + config.carrier_fraction else "single")
     if speed is None:
-        speed = float(rng.uniform(*config.walk_speed)) * config.object_scale
+        speed = float(rng.uniform(*config.walk_speed)) * config.object_scale * config.speed_scale
     d = view.flow
     for cross in _lane_candidates(rng, view):
         look = person_look(rng, config, photo)
@@ -682,7 +682,8 @@ def populate_walkway(rng: np.random.Generator, view: View, config: SynthConfig, 
     agents: list[Agent] = []
     L = view.length
     visible = float(rng.uniform(*config.walkers_visible))
-    mean_speed = float(np.mean(config.walk_speed)) * config.object_scale * float(np.mean(view.perspective))
+    mean_speed = (float(np.mean(config.walk_speed)) * config.object_scale * config.speed_scale
+                  * float(np.mean(view.perspective)))
     crossing = L / max(mean_speed, 1e-3)
     rate = visible / crossing
     for _ in range(int(rng.poisson(visible))):
@@ -741,7 +742,7 @@ def vehicle_on_path(view: View, look: CarLook, along: np.ndarray, cross: np.ndar
         # otherwise read as an implausibly sharp turn.)
         angle = np.degrees(np.arctan2(-direction * dx, np.abs(dy) + 1e-6))
         agent.angle = np.clip(angle, -40.0, 40.0).astype(np.float32)
-    agent.present = in_view(view, agent.x, agent.y, 0.6 * look.length + 4)
+    agent.present = in_view(view, agent.x, agent.y, 0.6 * look.length * view.reach + 4)
     return agent
 
 
@@ -755,7 +756,7 @@ def populate_road(rng: np.random.Generator, view: View, config: SynthConfig, pho
         cross, direction = view.lanes[lane]
         for _ in range(int(rng.integers(1, 3))):
             look = person_look(rng, config, photo)
-            speed = float(rng.uniform(1.8, 2.8)) * config.object_scale
+            speed = float(rng.uniform(1.8, 2.8)) * config.object_scale * config.speed_scale
             t_key = int(rng.integers(0, n))
             cross_arr = np.full(n, float(cross))
             along = integrate_along(view, t_key, float(rng.uniform(0, L)), cross_arr, np.full(n, direction * speed))

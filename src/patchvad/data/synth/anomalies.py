@@ -103,7 +103,7 @@ def _lane(rng: np.random.Generator, view: View, lo_pad: float = 0.0, hi_pad: flo
 
 
 def _walk_speed(rng: np.random.Generator, config: SynthConfig) -> float:
-    return float(rng.uniform(*config.walk_speed)) * config.object_scale
+    return float(rng.uniform(*config.walk_speed)) * config.object_scale * config.speed_scale
 
 
 def _max_scale(view: View, cross: float) -> float:
@@ -203,7 +203,7 @@ def vehicle_in_zone(rng: np.random.Generator, ctx: Context) -> Event:
     c_road, direction = view.lanes[lane]
     v_road = ctx.lane_speeds[lane]
     look = car_look(rng, cfg, ctx.photo)
-    v_zone = float(rng.uniform(1.2, 2.2)) * cfg.object_scale
+    v_zone = float(rng.uniform(1.2, 2.2)) * cfg.object_scale * cfg.speed_scale
     if view.orient == "h":
         lo, hi = view.feet
         c_zone = float(rng.uniform(lo + 0.3 * (hi - lo), hi - 0.1 * (hi - lo)))
@@ -418,7 +418,7 @@ def pedestrian_on_road(rng: np.random.Generator, ctx: Context) -> Event:
     depth = min(float(rng.uniform(12.0, 20.0)), abs(view.lanes[lane][0] - road_edge) + 4.0)
     c_target = road_edge + side * depth
     scale = float(view.scale_y(c_start)) if view.orient == "h" else float(np.mean(view.perspective))
-    v_cross = float(rng.uniform(0.8, 1.1)) * cfg.object_scale
+    v_cross = float(rng.uniform(0.8, 1.1)) * cfg.object_scale * cfg.speed_scale
     delta = abs(c_target - c_start)
     d_max = _max_duration(ctx)
     t_tr = int(math.ceil(delta / (v_cross * scale)))

@@ -111,6 +111,9 @@ class SynthConfig:
             shorten it when the object would leave the frame (see docs/synthetic.md).
         person_height: standing pedestrian height in px at perspective scale 1.
         object_scale: multiplies every object size and speed (``large`` uses < 1).
+        speed_scale: multiplies every speed on top of ``object_scale``. Speeds are
+            given per frame at 25 fps; footage at another frame rate sets it to
+            ``25 / fps`` so that people move as fast per second (docs/synthetic.md).
         walk_speed: walking speed in px/frame at scale 1 (before ``object_scale``).
         run_factor: running speed as a multiple of the runner's walking speed.
         car_speed: road speed of cars in px/frame at scale 1.
@@ -144,6 +147,7 @@ class SynthConfig:
     event_fraction: Range = (0.2, 0.45)
     person_height: Range = (32.0, 40.0)
     object_scale: float = 1.0
+    speed_scale: float = 1.0
     walk_speed: Range = (0.8, 1.2)
     run_factor: Range = (3.0, 4.0)
     car_speed: Range = (3.0, 5.0)
@@ -198,6 +202,8 @@ class SynthConfig:
                 raise bad(name, f"must be a range 0 <= min <= max, got {(a, b)}")
         if not 0.3 <= self.object_scale <= 2.0:
             raise bad("object_scale", f"must lie in [0.3, 2], got {self.object_scale}")
+        if not 0.1 <= self.speed_scale <= 10.0:
+            raise bad("speed_scale", f"must lie in [0.1, 10], got {self.speed_scale}")
         if self.run_factor[0] < 2.0:
             raise bad("run_factor", "must be at least 2 (running must differ from walking)")
         if not (0.0 < self.anomalous_fraction < 1.0):

@@ -35,15 +35,17 @@ import multiprocessing
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from patchvad.data.folder import MANIFEST, write_frame_labels, write_manifest, write_tracks
 from patchvad.data.synth.config import ANOMALY_TYPES, PRESETS, SynthConfig, resolve_preset
-from patchvad.data.synth.render import VideoSpec, build_scene, write_scene
+from patchvad.data.synth.render import AgentScene, VideoSpec, build_scene, write_scene
 from patchvad.errors import ConfigError, DatasetError
 from patchvad.io.files import atomic_write_json
 
@@ -104,11 +106,13 @@ def video_path(spec: VideoSpec) -> str:
     return f"videos/{spec.split}/{spec.stem}.mp4"
 
 
-def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
-    """Render, encode and annotate one video (training videos only for an oracle). Runs in a worker."""
-    spec, config, root, oracle = job
-    scene = build_scene(spec, config)
-    frames = write_scene(scene, Path(root) / video_path(spec))
+def annotate(spec: VideoSpec, scene: AgentScene, frames: int, oracle: bool = False) -> dict:
+    """What a rendered video hands back to the folder writer.
+
+    Its stem and frame count, and for a test video (any video with ``oracle``) its
+    track rows ``(R, 6)`` and frame labels ``(F,)``. Without ``oracle``, training
+    videos' ground truth is never computed.
+    """
     result = {"stem": spec.stem, "frames": frames}
     if spec.split == "test" or oracle:
         rows = scene.tracks() if spec.label == 1 else np.zeros((0, 6), dtype=np.int64)
@@ -119,7 +123,15 @@ def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
     return result
 
 
-def _prepare_folder(root: Path, overwrite: bool, record: str = RECORD, what: str = "synthetic benchmark",
+def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
+    """Render, encode and annotate one video (training videos only for an oracle). Runs in a worker."""
+    spec, config, root, oracle = job
+    scene = build_scene(spec, config)
+    frames = write_scene(scene, Path(root) / video_path(spec))
+    return annotate(spec, scene, frames, oracle)
+
+
+def prepare_folder(root: Path, overwrite: bool, record: str = RECORD, what: str = "synthetic benchmark",
                     folders: tuple[str, ...] = ("videos", "tracks", "frame_labels"),
                     files: tuple[str, ...] = (MANIFEST,)) -> None:
     """Make ``root`` ready for writing: new, empty, or holding an earlier output of the same kind.
@@ -166,21 +178,36 @@ def check_oracle_folder(root: str | Path, oracle: str | Path) -> Path:
     return o
 
 
-def _run_jobs(jobs: list[tuple], workers: int, progress) -> list[dict]:
+def run_jobs(jobs: Iterable, total: int, workers: int, progress, produce: Callable[[Any], dict] = _produce
+             ) -> list[dict]:
+    """``produce(job)`` for every job, in ``workers`` processes; results in job order.
+
+    ``jobs`` may be a generator: at most two jobs per worker are taken from it ahead
+    of the results, so jobs that carry frames do not pile up in memory.
+    """
     results: list[dict] = []
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or total <= 1:
         for k, job in enumerate(jobs):
-            results.append(_produce(job))
+            results.append(produce(job))
             if progress:
-                progress(k + 1, len(jobs))
+                progress(k + 1, total)
         return results
     # "spawn": a clean interpreter per worker (no inherited threads or torch state).
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for k, result in enumerate(pool.map(_produce, jobs, chunksize=1)):
-            results.append(result)
+        pending: deque = deque()
+
+        def collect() -> None:
+            results.append(pending.popleft().result())
             if progress:
-                progress(k + 1, len(jobs))
+                progress(len(results), total)
+
+        for job in jobs:
+            pending.append(pool.submit(produce, job))
+            while len(pending) >= 2 * workers:
+                collect()
+        while pending:
+            collect()
     return results
 
 
@@ -217,46 +244,79 @@ def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, p
     specs = plan_benchmark(n_train, n_test, seed, config)
     root = Path(root)
     oracle = None if oracle_labels is None else check_oracle_folder(root, oracle_labels)
-    _prepare_folder(root, overwrite)
+    prepare_folder(root, overwrite)
     if oracle is not None:
-        _prepare_folder(oracle, overwrite, ORACLE_RECORD, "set of oracle labels", ("tracks", "frame_labels"), ())
+        prepare_folder(oracle, overwrite, ORACLE_RECORD, "set of oracle labels", ("tracks", "frame_labels"), ())
     workers = max(1, int(workers))
-    results = _run_jobs([(spec, config, str(root), oracle is not None) for spec in specs], workers, progress)
+    results = run_jobs([(spec, config, str(root), oracle is not None) for spec in specs], len(specs), workers,
+                       progress)
     if oracle is not None:
         _write_oracle(oracle, specs, results, seed, preset_name)
 
-    test_records = []
-    for spec, result in zip(specs, results):
-        if spec.split != "test":
-            continue
-        rows, labels = result["rows"], result["labels"]
-        write_frame_labels(root, spec.stem, labels)
-        record = {"video": video_path(spec), "label": spec.label, "class": spec.kind if spec.label else "normal",
-                  "frames": result["frames"], "camera": spec.camera}
-        if spec.label:
-            write_tracks(root, spec.stem, rows)
-            record.update({"event_start": int(rows[:, 1].min()), "event_end": int(rows[:, 1].max()),
-                           "labelled_frames": int(labels.sum()), "tracks": int(np.unique(rows[:, 0]).size)})
-        test_records.append(record)
-    counts = {split: sum(1 for s in specs if s.split == split) for split in ("train", "test")}
-    anomalous = {split: sum(s.label for s in specs if s.split == split) for split in ("train", "test")}
+    test_records = write_ground_truth(root, specs, results, lambda spec: {"camera": spec.camera})
     atomic_write_json(root / RECORD, {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "seed": int(seed),
         "preset": preset_name,
         "parameters": config.to_dict(),
-        "counts": {"train": counts["train"], "train_anomalous": anomalous["train"],
-                   "test": counts["test"], "test_anomalous": anomalous["test"]},
-        "conventions": {
-            "boxes": "inclusive xyxy pixels, 0-based frame ids; tight amodal box of the whole drawn object",
-            "visibility": "a row exists for an event frame when >= 25% of the object is inside the frame",
-            "fighting": "one track per fighter (track ids 1 and 2)",
-            "left_object": "the bag only, from release until pick-up or the end of the video",
-            "training_videos": "only the video-level label is recorded (manifest); no type, span or box",
-        },
+        "counts": split_counts(specs),
+        "conventions": CONVENTIONS,
         "test_videos": test_records,
     })
+    write_dataset_manifest(root, specs, results, config)
+    return root
+
+
+#: Ground-truth conventions, recorded in synth.json.
+CONVENTIONS = {
+    "boxes": "inclusive xyxy pixels, 0-based frame ids; tight amodal box of the whole drawn object",
+    "visibility": "a row exists for an event frame when >= 25% of the object is inside the frame",
+    "fighting": "one track per fighter (track ids 1 and 2)",
+    "left_object": "the bag only, from release until pick-up or the end of the video",
+    "training_videos": "only the video-level label is recorded (manifest); no type, span or box",
+}
+
+
+def split_counts(specs: list[VideoSpec]) -> dict:
+    """Videos and anomalous videos per split, for the record."""
+    counts = {}
+    for split in ("train", "test"):
+        counts[split] = sum(1 for s in specs if s.split == split)
+        counts[f"{split}_anomalous"] = sum(s.label for s in specs if s.split == split)
+    return {k: counts[k] for k in ("train", "train_anomalous", "test", "test_anomalous")}
+
+
+def write_ground_truth(root: Path, specs: list[VideoSpec], results: list[dict],
+                       extra: Callable[[VideoSpec], dict] | None = None) -> list[dict]:
+    """Write the test videos' frame labels and tracks; return one record per test video.
+
+    Each record holds the video, its label, class and frame count, then ``extra(spec)``
+    and, for an anomalous video, its first and last labelled frame, labelled frame
+    count and number of tracks. Training videos get nothing.
+    """
+    records = []
+    for spec, result in zip(specs, results):
+        if spec.split != "test":
+            continue
+        rows, labels = result["rows"], result["labels"]
+        write_frame_labels(root, spec.stem, labels)
+        record = {"video": video_path(spec), "label": spec.label, "class": spec.kind if spec.label else "normal",
+                  "frames": result["frames"], **(extra(spec) if extra else {})}
+        if spec.label:
+            write_tracks(root, spec.stem, rows)
+            record.update({"event_start": int(rows[:, 1].min()), "event_end": int(rows[:, 1].max()),
+                           "labelled_frames": int(labels.sum()), "tracks": int(np.unique(rows[:, 0]).size)})
+        records.append(record)
+    return records
+
+
+def write_dataset_manifest(root: Path, specs: list[VideoSpec], results: list[dict], config: SynthConfig) -> None:
+    """Write the manifest (last, so an interrupted run never looks like a finished dataset).
+
+    A test video's class is its anomaly type, a training video's only ``anomalous`` or
+    ``normal``.
+    """
     rows = []
     for spec, result in zip(specs, results):
         cls = (spec.kind if spec.label else "normal") if spec.split == "test" else (
@@ -264,11 +324,9 @@ def generate_benchmark(root: str | Path, n_train: int, n_test: int, seed: int, p
         rows.append({"video": video_path(spec), "split": spec.split, "label": spec.label, "class": cls,
                      "frames": result["frames"], "fps": config.fps, "width": config.width,
                      "height": config.height})
-    # Train rows first in the manifest (the usual reading order); the manifest is
-    # written last, so an interrupted run never looks like a finished dataset.
+    # Train rows first in the manifest (the usual reading order).
     rows.sort(key=lambda r: (r["split"] != "train", r["video"]))
     write_manifest(root, rows)
-    return root
 
 
 def _write_oracle(oracle: Path, specs: list[VideoSpec], results: list[dict], seed: int, preset: str) -> None:

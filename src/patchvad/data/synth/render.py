@@ -125,32 +125,26 @@ def visible_box(sprite: Sprite, ax: int, ay: int, width: int,
 
 
 @dataclass
-class VideoScene:
-    """A built video: background, agents with their whole-video paths, noise.
+class AgentScene:
+    """A video's agents with their whole-video paths, and its ground truth.
+
+    What a video is apart from the pixels under its agents: the painted street of
+    :class:`VideoScene`, or real footage (:mod:`patchvad.data.synth.footage`).
 
     Attributes:
         spec, config: what it was built from.
         view: the camera geometry in frame coordinates.
-        photo: the video's camera response.
-        background: ``(H, W, 3)`` uint8 clean background.
+        photo: the video's camera response (sprite colours go through it).
         agents: every agent (anomalous ones flagged).
         event: the staged event (the anomaly, or the normal counterpart).
-        noise: ``(NOISE_BANK, H + pad, W + pad)`` int16 noise fields.
-        noise_pick: ``(F, 3)`` per frame (field, dy, dx).
-        camera: the camera filmed (a fixed one shared with other videos, or the
-            video's own, index -1); its canvas is the background before crop and response.
     """
 
     spec: VideoSpec
     config: SynthConfig
     view: View
     photo: Photometry
-    background: np.ndarray
     agents: list[Agent]
     event: Event
-    noise: np.ndarray
-    noise_pick: np.ndarray
-    camera: Camera
 
     @property
     def n_frames(self) -> int:
@@ -163,14 +157,17 @@ class VideoScene:
         items.sort(key=lambda it: (it[0], it[1]))
         return [a for _, _, a in items]
 
-    def clean_frame(self, t: int, without_anomaly: bool = False, out: np.ndarray | None = None) -> np.ndarray:
-        """Frame ``t`` before sensor noise (uint8 RGB), drawn into ``out`` when given."""
-        if out is None:
-            canvas = self.background.copy()
-        else:
-            # Reusing one buffer saves a fresh allocation (and its page faults) per frame.
-            canvas = out
-            np.copyto(canvas, self.background)
+    def draw_agents(self, canvas: np.ndarray, t: int, without_anomaly: bool = False) -> np.ndarray:
+        """Paste every agent present at frame ``t`` onto ``canvas`` (far to near), in place.
+
+        Args:
+            canvas: ``(H, W, 3)`` uint8 RGB frame of the config's size.
+            t: frame index.
+            without_anomaly: leave out the anomalous agents.
+
+        Returns:
+            ``canvas``.
+        """
         W, H = self.config.width, self.config.height
         for agent in self._order(t, without_anomaly):
             sprite = agent.sprite(t)
@@ -180,23 +177,6 @@ class VideoScene:
             (cx0, cy0, cx1, cy1), sub, _ = clipped
             np.copyto(canvas[cy0:cy1, cx0:cx1], sprite.rgb[sub], where=sprite.mask[sub][:, :, None])
         return canvas
-
-    def frames(self, without_anomaly: bool = False) -> Iterator[np.ndarray]:
-        """Every frame as ``(H, W, 3)`` uint8 RGB, sensor noise included.
-
-        Args:
-            without_anomaly: leave out the anomalous agents (everything else, noise
-                included, stays identical), for checking the ground truth.
-        """
-        H, W = self.config.height, self.config.width
-        buf = np.empty((H, W, 3), dtype=np.int16)
-        canvas = np.empty((H, W, 3), dtype=np.uint8)
-        for t in range(self.n_frames):
-            self.clean_frame(t, without_anomaly, out=canvas)
-            k, dy, dx = (int(v) for v in self.noise_pick[t])
-            np.add(canvas, self.noise[k, dy:dy + H, dx:dx + W, None], out=buf, dtype=np.int16)
-            np.clip(buf, 0, 255, out=buf)
-            yield buf.astype(np.uint8)
 
     def object_box(self, agent: Agent, t: int) -> tuple[tuple[int, int, int, int], int, int] | None:
         """An agent's tight inclusive xyxy box inside frame ``t``, or None when it is not in the frame.
@@ -241,6 +221,52 @@ class VideoScene:
                    and a.present[t] and 0 <= a.x[t] < W and 0 <= a.y[t] < H)
 
 
+
+@dataclass
+class VideoScene(AgentScene):
+    """A built video of a painted street: background and sensor noise besides the agents.
+
+    Attributes:
+        background: ``(H, W, 3)`` uint8 clean background.
+        noise: ``(NOISE_BANK, H + pad, W + pad)`` int16 noise fields.
+        noise_pick: ``(F, 3)`` per frame (field, dy, dx).
+        camera: the camera filmed (a fixed one shared with other videos, or the
+            video's own, index -1); its canvas is the background before crop and response.
+    """
+
+    background: np.ndarray
+    noise: np.ndarray
+    noise_pick: np.ndarray
+    camera: Camera
+
+    def clean_frame(self, t: int, without_anomaly: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame ``t`` before sensor noise (uint8 RGB), drawn into ``out`` when given."""
+        if out is None:
+            canvas = self.background.copy()
+        else:
+            # Reusing one buffer saves a fresh allocation (and its page faults) per frame.
+            canvas = out
+            np.copyto(canvas, self.background)
+        return self.draw_agents(canvas, t, without_anomaly)
+
+    def frames(self, without_anomaly: bool = False) -> Iterator[np.ndarray]:
+        """Every frame as ``(H, W, 3)`` uint8 RGB, sensor noise included.
+
+        Args:
+            without_anomaly: leave out the anomalous agents (everything else, noise
+                included, stays identical), for checking the ground truth.
+        """
+        H, W = self.config.height, self.config.width
+        buf = np.empty((H, W, 3), dtype=np.int16)
+        canvas = np.empty((H, W, 3), dtype=np.uint8)
+        for t in range(self.n_frames):
+            self.clean_frame(t, without_anomaly, out=canvas)
+            k, dy, dx = (int(v) for v in self.noise_pick[t])
+            np.add(canvas, self.noise[k, dy:dy + H, dx:dx + W, None], out=buf, dtype=np.int16)
+            np.clip(buf, 0, 255, out=buf)
+            yield buf.astype(np.uint8)
+
+
 def _company(rng: np.random.Generator, ctx: Context, agents: list[Agent], event: Event) -> list[Agent]:
     """Add normal walkers until MIN_COMPANY are in view throughout the event window.
 
@@ -262,6 +288,28 @@ def _company(rng: np.random.Generator, ctx: Context, agents: list[Agent], event:
     return added
 
 
+def stage_agents(spec: VideoSpec, config: SynthConfig, view: View, photo: Photometry, lane_speeds: list[float],
+                 r_event: np.random.Generator, r_crowd: np.random.Generator,
+                 road: bool = True) -> tuple[Event, list[Agent]]:
+    """The staged event and every agent of a video, from its event and crowd streams.
+
+    The event (the anomaly, or its normal counterpart) first, then a person standing
+    still (with probability ``config.stander``), walkers along the flow, road traffic
+    (when ``road``) and the company that keeps normal people in view during the event.
+    """
+    ctx = Context(view=view, config=config, photo=photo, n=spec.frames, occupancy=Occupancy(),
+                  lane_speeds=lane_speeds)
+    event = build_event(spec.kind, spec.label == 1, r_event, ctx)
+    agents = list(event.agents)
+    if r_crowd.random() < config.stander:
+        agents += add_stander(r_crowd, view, config, photo, spec.frames, ctx.occupancy)
+    agents += populate_walkway(r_crowd, view, config, photo, spec.frames, ctx.occupancy)
+    if road:
+        agents += populate_road(r_crowd, view, config, photo, spec.frames, ctx.occupancy, lane_speeds)
+    agents += _company(r_crowd, ctx, agents, event)
+    return event, agents
+
+
 def build_scene(spec: VideoSpec, config: SynthConfig) -> VideoScene:
     """Build a video's scene from its spec (deterministic: same spec, same scene)."""
     # A child stream depends only on its index, so the fifth (the camera's) leaves
@@ -272,23 +320,16 @@ def build_scene(spec: VideoSpec, config: SynthConfig) -> VideoScene:
     dx, dy = (int(v) for v in r_scene.integers(0, 2 * MARGIN + 1, 2))
     photo = draw_photometry(r_scene, config)
     view = make_view(camera, config, dx, dy)
-    lane_speeds = [float(r_scene.uniform(*config.car_speed)) * config.object_scale for _ in view.lanes]
+    lane_speeds = [float(r_scene.uniform(*config.car_speed)) * config.object_scale * config.speed_scale
+                   for _ in view.lanes]
     n = spec.frames
-    occupancy = Occupancy()
-    ctx = Context(view=view, config=config, photo=photo, n=n, occupancy=occupancy, lane_speeds=lane_speeds)
-    event = build_event(spec.kind, spec.label == 1, r_event, ctx)
-    agents = list(event.agents)
-    if r_crowd.random() < config.stander:
-        agents += add_stander(r_crowd, view, config, photo, n, occupancy)
-    agents += populate_walkway(r_crowd, view, config, photo, n, occupancy)
-    agents += populate_road(r_crowd, view, config, photo, n, occupancy, lane_speeds)
-    agents += _company(r_crowd, ctx, agents, event)
+    event, agents = stage_agents(spec, config, view, photo, lane_speeds, r_event, r_crowd)
     noise = noise_bank(r_noise, config, photo.noise_sigma)
     pick = np.stack([r_noise.integers(0, NOISE_BANK, n), r_noise.integers(0, NOISE_PAD + 1, n),
                      r_noise.integers(0, NOISE_PAD + 1, n)], axis=1)
-    return VideoScene(spec=spec, config=config, view=view, photo=photo,
-                      background=background(camera, config, photo, dx, dy), agents=agents, event=event,
-                      noise=noise, noise_pick=pick, camera=camera)
+    return VideoScene(spec=spec, config=config, view=view, photo=photo, agents=agents, event=event,
+                      background=background(camera, config, photo, dx, dy), noise=noise, noise_pick=pick,
+                      camera=camera)
 
 
 def open_writer(path: str | Path, config: SynthConfig) -> VideoWriter:

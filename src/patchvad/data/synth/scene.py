@@ -77,7 +77,13 @@ class Camera(Layout):
 
 @dataclass(frozen=True)
 class View:
-    """A camera as one video sees it: geometry in that video's frame coordinates."""
+    """A camera as one video sees it: geometry in that video's frame coordinates.
+
+    ``reach`` multiplies the margins within which an agent near the frame's border is
+    drawn at all: objects in a view are up to about that many times their scale-1
+    size (the painted cameras keep 1; real footage, where people can be several times
+    the 36 px reference height, sets its largest perspective scale).
+    """
 
     width: int
     height: int
@@ -88,6 +94,7 @@ class View:
     road: tuple[float, float]
     lanes: tuple[tuple[float, int], ...]
     perspective: tuple[float, float]
+    reach: float = 1.0
 
     @property
     def length(self) -> int:
