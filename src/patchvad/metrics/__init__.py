@@ -7,10 +7,13 @@ Pure functions on arrays, plus thin accumulators that stream over videos:
 * spatial: :func:`box_iou` (+1 pixel), :func:`rbdc_tbdc` (with its curves),
   :func:`tiou`;
 * patch level: :func:`cell_labels_from_boxes`, :func:`pauc`, :func:`pap`;
+* the metric table (table.py): :data:`METRICS` (one :class:`MetricSpec` per metric:
+  key, label, description, direction, how evaluation computes it), :func:`get_metric`,
+  :func:`register_metric`; evaluation scopes (scope.py): :class:`EvalScope`;
 * folder level: :func:`evaluate_folder`, :func:`evaluate_command`.
 """
 
-from patchvad.metrics.evaluate import METRIC_KEYS, MetricWarning, evaluate_command, evaluate_folder, format_table
+from patchvad.metrics.evaluate import MetricWarning, evaluate_command, evaluate_folder, format_table
 from patchvad.metrics.frame import (
     FrameAccumulator,
     UndefinedMetricError,
@@ -39,11 +42,24 @@ from patchvad.metrics.spatial import (
     rbdc_tbdc,
     tiou,
 )
+from patchvad.metrics.scope import EvalScope, EvalVideo
+from patchvad.metrics.table import (
+    METRICS,
+    MetricSpec,
+    get_metric,
+    headline_metrics,
+    metric_keys,
+    metric_label,
+    register_metric,
+    summary_keys,
+    table_metrics,
+)
 
 __all__ = [
-    "METRIC_KEYS", "DetectionCurves", "FrameAccumulator", "MetricWarning", "PatchAccumulator",
-    "SpatialAccumulator", "UndefinedMetricError", "area_up_to", "box_iou", "cell_labels_from_boxes",
+    "METRICS", "DetectionCurves", "EvalScope", "EvalVideo", "FrameAccumulator", "MetricSpec", "MetricWarning",
+    "PatchAccumulator", "SpatialAccumulator", "UndefinedMetricError", "area_up_to", "box_iou", "cell_labels_from_boxes",
     "cell_labels_per_frame", "evaluate_command", "evaluate_folder", "format_table", "frame_ap_stepwise",
-    "frame_auc", "frame_auc_macro", "frame_auc_micro", "padded_video_auc", "paired_iou", "pap",
-    "patch_cell_scores", "pauc", "rbdc_tbdc", "roc_curve", "tiou", "youden_threshold",
+    "frame_auc", "frame_auc_macro", "frame_auc_micro", "get_metric", "headline_metrics", "metric_keys",
+    "metric_label", "padded_video_auc", "paired_iou", "pap", "patch_cell_scores", "pauc", "rbdc_tbdc",
+    "register_metric", "roc_curve", "summary_keys", "table_metrics", "tiou", "youden_threshold",
 ]

@@ -1,8 +1,9 @@
 """Folder-level evaluation: dataset folder + predictions folder -> metrics dict / JSON / table.
 
 ``evaluate_folder`` reads every test video of the manifest (manifest order), checks
-that its predictions cover exactly its frames, and computes every metric of
-docs/metrics.md, plus a per-class breakdown when the manifest names classes.
+that its predictions cover exactly its frames, and computes every metric of the metric
+table (:mod:`patchvad.metrics.table`; the metrics of docs/metrics.md and any registered
+one), plus a per-class breakdown when the manifest names classes.
 ``evaluate_command`` is the body of ``patchvad evaluate``: it also writes the JSON
 atomically and prints a table.
 
@@ -15,23 +16,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from patchvad.data.folder import MANIFEST, DatasetFolder, GroundTruth, VideoEntry
+from patchvad.data.folder import MANIFEST, DatasetFolder
 from patchvad.errors import DatasetError, PredictionError
 from patchvad.io.files import atomic_write_json
-from patchvad.metrics.frame import FrameAccumulator, UndefinedMetricError
-from patchvad.metrics.patch import COVERAGE, PatchAccumulator
-from patchvad.metrics.spatial import ALPHA, BETA, SpatialAccumulator
-from patchvad.predictions import MAPS, VideoPrediction, read_prediction
+from patchvad.metrics.patch import COVERAGE
+from patchvad.metrics.scope import EvalScope, EvalVideo
+from patchvad.metrics.spatial import ALPHA, BETA
+from patchvad.metrics.table import metric_keys, table_metrics
+from patchvad.predictions import MAPS, read_prediction
 
-METRIC_KEYS = ("frame_auc_micro", "frame_auc_macro", "frame_ap", "tiou", "tiou_threshold", "rbdc", "tbdc",
-               "pauc", "pap")
 NO_CLASS = "(no class)"
 
 
@@ -39,21 +37,14 @@ class MetricWarning(UserWarning):
     """A metric could not be computed (it is reported as null) or rests on an assumption."""
 
 
-@dataclass(frozen=True)
-class _Video:
-    entry: VideoEntry
-    gt: GroundTruth
-    pred: VideoPrediction
-
-
-def _load_videos(dataset_root: Path, predictions_dir: Path, grid: tuple[int, int] | None) -> list[_Video]:
+def _load_videos(dataset_root: Path, predictions_dir: Path, grid: tuple[int, int] | None) -> list[EvalVideo]:
     folder = DatasetFolder(dataset_root)
     test = folder.test_set()
     if len(test) == 0:
         raise DatasetError("the manifest lists no test videos", path=Path(dataset_root) / MANIFEST)
     if not Path(predictions_dir).is_dir():
         raise PredictionError("predictions folder not found", path=predictions_dir)
-    videos: list[_Video] = []
+    videos: list[EvalVideo] = []
     seen_grid: tuple[tuple[int, int], str] | None = None
     for entry in test:
         gt = test.ground_truth(entry)
@@ -68,67 +59,16 @@ def _load_videos(dataset_root: Path, predictions_dir: Path, grid: tuple[int, int
                                       f"{seen_grid[0][0]}x{seen_grid[0][1]}; PAUC/PAP pool cells of one grid",
                                       path=pred.path / MAPS)
             seen_grid = (g, entry.stem)
-        videos.append(_Video(entry, gt, pred))
+        videos.append(EvalVideo(entry, gt, pred))
     return videos
 
 
-def _attempt(fn: Callable[[], float], name: str, scope: str, notes: list[str]) -> float | None:
-    """Run one metric; an undefined metric becomes None and a note."""
-    try:
-        value = float(fn())
-    except UndefinedMetricError as exc:
-        notes.append(f"{name}{scope} is null: {exc}")
-        return None
-    if not math.isfinite(value):  # cannot happen by construction; never let NaN reach the JSON
-        notes.append(f"{name}{scope} is null: not a finite number")
-        return None
-    return value
-
-
-def _compute(videos: list[_Video], tau: float | None, notes: list[str], scope: str = "") -> dict[str, Any]:
-    """Every metric over ``videos``; ``tau`` None means: derive it (Youden-J, micro ROC)."""
-    frames = FrameAccumulator()
-    spatial = SpatialAccumulator()
-    for v in videos:
-        frames.add(v.gt.frame_labels, v.pred.frame_scores)
-        spatial.add(v.gt.regions, v.pred.boxes, v.gt.frame_count, anomalous=v.entry.label == 1)
-    out: dict[str, Any] = {
-        "frame_auc_micro": _attempt(frames.auc_micro, "frame_auc_micro", scope, notes),
-        "frame_auc_macro": _attempt(frames.auc_macro, "frame_auc_macro", scope, notes),
-        "frame_ap": _attempt(frames.ap, "frame_ap", scope, notes),
-    }
-    if tau is None:
-        tau = _attempt(frames.youden, "tiou_threshold", scope, notes)
-    _, all_scores = frames.concatenated()
-    if tau is None:
-        out["tiou"] = None
-        notes.append(f"tiou{scope} is null: its threshold (Youden-J of the micro frame ROC) is undefined")
-    else:
-        out["tiou"] = _attempt(lambda: spatial.tiou(all_scores, tau), "tiou", scope, notes)
-    out["tiou_threshold"] = tau
-    curves = None
-    try:
-        curves = spatial.rbdc_tbdc(beta=BETA, alpha=ALPHA)
-    except UndefinedMetricError as exc:
-        notes.append(f"rbdc and tbdc{scope} are null: {exc}")
-    out["rbdc"] = None if curves is None else curves.rbdc
-    out["tbdc"] = None if curves is None else curves.tbdc
-
-    with_maps = [v for v in videos if v.pred.maps is not None]
-    patch = PatchAccumulator(coverage=COVERAGE)
-    if with_maps and len(with_maps) == len(videos):
-        for v in videos:
-            patch.add(v.pred.maps, v.pred.frame_to_snippet, v.pred.frame_scores, v.gt.regions,
-                      (v.gt.height, v.gt.width), frame_labels=v.gt.frame_labels)
-        out["pauc"] = _attempt(patch.pauc, "pauc", scope, notes)
-        out["pap"] = _attempt(patch.pap, "pap", scope, notes)
-    else:
-        out["pauc"] = out["pap"] = None
-        if with_maps:
-            lacking = [v.entry.stem for v in videos if v.pred.maps is None]
-            notes.append(f"pauc and pap{scope} are null: {len(lacking)} test video(s) have no {MAPS} "
-                         f"(e.g. {', '.join(lacking[:3])})")
-
+def _compute(videos: list[EvalVideo], tau: float | None, notes: list[str], scope: str = "") -> dict[str, Any]:
+    """Every metric of the table over ``videos``, then the counts; ``tau`` None means: derive it."""
+    s = EvalScope(videos, tau=tau, suffix=scope)
+    out: dict[str, Any] = {key: s.value(key) for key in metric_keys()}
+    notes.extend(s.notes())
+    patch = s.patch
     anomalous = [v for v in videos if v.entry.label == 1]
     out.update({
         "n_videos": len(videos),
@@ -136,8 +76,8 @@ def _compute(videos: list[_Video], tau: float | None, notes: list[str], scope: s
         "n_frames": int(sum(v.gt.frame_count for v in videos)),
         "n_anomalous_frames": int(sum(int(v.gt.frame_labels.sum()) for v in videos)),
         "n_gt_regions": int(sum(v.gt.regions.shape[0] for v in videos)),
-        "n_gt_tracks": int(spatial.n_tracks),
-        "n_tiou_frames": int(np.unique(spatial.anomalous_regions[:, 1]).size),
+        "n_gt_tracks": int(s.spatial.n_tracks),
+        "n_tiou_frames": int(np.unique(s.spatial.anomalous_regions[:, 1]).size),
         "n_pred_boxes": int(sum(v.pred.boxes.shape[0] for v in videos)),
         "grid": list(patch.grid) if patch.grid is not None else None,
         "n_patch_frames": patch.n_frames if patch.grid is not None else 0,
@@ -156,9 +96,10 @@ def evaluate_folder(dataset_root: str | Path, predictions_dir: str | Path,
         grid: ``(Gh, Gw)`` the maps must have, or None to take it from the maps.
 
     Returns:
-        A JSON-ready dict: the metric keys ``frame_auc_micro, frame_auc_macro,
-        frame_ap, tiou, tiou_threshold, rbdc, tbdc, pauc, pap`` (float or None), the
-        counts ``n_videos, n_anomalous_videos, n_frames, n_anomalous_frames,
+        A JSON-ready dict: one key per row of the metric table, table order
+        (:func:`~patchvad.metrics.table.metric_keys`: ``frame_auc_micro,
+        frame_auc_macro, frame_ap, tiou, tiou_threshold, rbdc, tbdc, pauc, pap`` and
+        any registered metric; float or None), the counts ``n_videos, n_anomalous_videos, n_frames, n_anomalous_frames,
         n_gt_regions, n_gt_tracks, n_tiou_frames, n_pred_boxes, grid, n_patch_frames,
         n_patch_frames_excluded``, the ``conventions`` used, ``per_class`` (one dict
         of the same metrics and counts per class, manifest order; present only when
@@ -207,7 +148,7 @@ def evaluate_folder(dataset_root: str | Path, predictions_dir: str | Path,
             metrics.pop("tiou_threshold")
             if metrics["n_anomalous_frames"] == 0 and metrics["n_gt_regions"] == 0:
                 # A class of normal videos (UCF-Crime's "Normal"): one line, not one per metric.
-                nulls = [k for k in METRIC_KEYS if k in metrics and metrics[k] is None]
+                nulls = [k for k in metric_keys() if k in metrics and metrics[k] is None]
                 notes.append(f"class {name} has no anomalous frame: {', '.join(nulls)} are null for it")
                 notes.extend(n for n in class_notes if n.startswith("pauc and pap"))
             else:
@@ -217,7 +158,7 @@ def evaluate_folder(dataset_root: str | Path, predictions_dir: str | Path,
     result["warnings"] = notes
     for note in notes:
         warnings.warn(note, MetricWarning, stacklevel=2)
-    ordered = {k: result[k] for k in METRIC_KEYS}
+    ordered = {k: result[k] for k in metric_keys()}
     ordered.update({k: v for k, v in result.items() if k not in ordered})
     return _json_ready(ordered)
 
@@ -235,19 +176,17 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-_COLUMNS = (("frame_auc_micro", "AUC-micro"), ("frame_auc_macro", "AUC-macro"), ("frame_ap", "AP"),
-            ("tiou", "TIoU"), ("rbdc", "RBDC"), ("tbdc", "TBDC"), ("pauc", "PAUC"), ("pap", "PAP"))
-
-
 def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of ``evaluate_folder``'s result: one row for all, one per class."""
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:.4f}"
 
+    # One token per header: the table is read by splitting on whitespace.
+    columns = [(spec.key, spec.label.replace(" ", "-")) for spec in table_metrics()]
     rows = [("all", metrics)]
     rows += [(f"  {name}", m) for name, m in metrics.get("per_class", {}).items()]
     name_w = max(len(r[0]) for r in rows)
-    head = f"{'':<{name_w}}  {'videos':>6} {'frames':>9} " + " ".join(f"{h:>9}" for _, h in _COLUMNS)
+    head = f"{'':<{name_w}}  {'videos':>6} {'frames':>9} " + " ".join(f"{h:>9}" for _, h in columns)
     lines = [
         f"{metrics['n_videos']} test videos ({metrics['n_anomalous_videos']} anomalous), {metrics['n_frames']} "
         f"frames ({metrics['n_anomalous_frames']} anomalous), ground truth: {metrics['n_gt_regions']} regions, "
@@ -256,7 +195,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     ]
     for name, m in rows:
         lines.append(f"{name:<{name_w}}  {m['n_videos']:>6} {m['n_frames']:>9} "
-                     + " ".join(f"{fmt(m[k]):>9}" for k, _ in _COLUMNS))
+                     + " ".join(f"{fmt(m[k]):>9}" for k, _ in columns))
     tau = metrics.get("tiou_threshold")
     lines.append(f"TIoU threshold (Youden-J of the micro frame ROC): {fmt(tau) if tau is None else f'{tau:.6g}'}; "
                  f"AP = step-wise average precision; RBDC/TBDC: beta {BETA}, alpha {ALPHA}, FPR in [0, 1]")
@@ -287,4 +226,4 @@ def evaluate_command(dataset: Path, predictions: Path, out: Path | None = None,
     return metrics
 
 
-__all__ = ["METRIC_KEYS", "MetricWarning", "evaluate_command", "evaluate_folder", "format_table"]
+__all__ = ["MetricWarning", "evaluate_command", "evaluate_folder", "format_table"]
