@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from patchvad.io.video import VideoReader, write_video
+from patchvad.metrics.table import table_metrics
 from patchvad.viz import GalleryItem, MethodCurves, OverlayVideo, Timeline, summarize_runs, verdict, write_report
-from patchvad.viz.report import METRIC_COLUMNS
 
 from .helpers import square_frames
 
@@ -116,10 +116,10 @@ def test_report_table_holds_exactly_the_metrics_values(built_report: dict) -> No
         assert float(a["data-std"]) == std
         assert c["text"].strip() == f"{mean:.3f} ± {std:.3f}"
         seen.add((m, k))
-    expected = {(m, k) for m in methods for k, _, _ in METRIC_COLUMNS if methods[m]["mean"][k] is not None}
+    expected = {(m, spec.key) for m in methods for spec in table_metrics() if methods[m]["mean"][spec.key] is not None}
     assert seen == expected
     # Best mean of each column is bold, and only it.
-    for k, _, _ in METRIC_COLUMNS:
+    for k in (spec.key for spec in table_metrics()):
         col = [c for c in cells if c["attrs"].get("data-metric") == k and "data-mean" in c["attrs"]]
         if not col:
             continue

@@ -41,30 +41,11 @@ from urllib.parse import quote
 import numpy as np
 
 from patchvad.io.files import atomic_write_text
+from patchvad.metrics.table import METRICS, headline_metrics, metric_label, summary_keys, table_metrics
 from patchvad.viz.overlay import auto_scale, draw_overlay, scale_boxes
 from patchvad.viz.plots import (Series, curve_png, encode_image, method_color, method_label, method_order,
                                 timeline_png)
 
-# (key, column header, what it measures)
-METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("frame_auc_micro", "AUC micro", "Frame ROC-AUC over all test frames pooled (micro), the number UCF-Crime, "
-                                     "ShanghaiTech and UBnormal papers report."),
-    ("frame_auc_macro", "AUC macro", "Mean per-video frame ROC-AUC, each video padded with a 0 and a 1 "
-                                     "(UBnormal's convention)."),
-    ("frame_ap", "AP", "Frame average precision (step-wise), XD-Violence's number."),
-    ("tiou", "TIoU", "Localisation accuracy (Liu & Ma): mean IoU of the best predicted box with the "
-                     "ground-truth box over annotated frames, counted only where the frame score passes "
-                     "the Youden-J threshold."),
-    ("rbdc", "RBDC", "Region-based detection criterion (Ramachandra & Jones): area under region detection "
-                     "rate vs false positives per frame, for FPR in [0, 1]."),
-    ("tbdc", "TBDC", "Track-based detection criterion: area under track detection rate vs false positives "
-                     "per frame, for FPR in [0, 1]."),
-    ("pauc", "PAUC", "Patch ROC-AUC over every grid cell of every test frame (cell score = patch score x "
-                     "frame score; a cell is positive when >= 25% of it lies in a ground-truth box)."),
-    ("pap", "PAP", "Patch average precision over the same cells."),
-)
-METRIC_LABEL = {k: short for k, short, _ in METRIC_COLUMNS}
-SUMMARY_METRICS = tuple(k for k, _, _ in METRIC_COLUMNS) + ("tiou_threshold",)
 DEFAULT_SPREAD = "sample standard deviation over seeds (ddof=1)"
 ABLATION_LABELS = {"window": "Temporal window", "selection": "Selection", "k": "k (patches kept)",
                    "sigma": "σ (proximity)", "ln_weight": "L_N weight", "l_n_weight": "L_N weight",
@@ -179,13 +160,14 @@ def _finite(v: Any) -> float | None:
 
 
 def summarize_runs(runs: Mapping[str, Mapping[Any, Mapping[str, Any]]],
-                   keys: Sequence[str] = SUMMARY_METRICS) -> dict[str, Any]:
+                   keys: Sequence[str] | None = None) -> dict[str, Any]:
     """Per-seed results -> the summary the report (and ``metrics.json``) holds.
 
     Args:
         runs: ``{method: {seed: result}}`` with ``result`` the dict of
             :func:`patchvad.metrics.evaluate_folder` (or any dict of metric -> number).
-        keys: the metrics to summarise.
+        keys: the metrics to summarise (default: the metric table's
+            :func:`~patchvad.metrics.table.summary_keys`, scores first).
 
     Returns:
         ``{"methods": {method: {"seeds": {str(seed): result}, "mean": {k: float|None},
@@ -193,6 +175,7 @@ def summarize_runs(runs: Mapping[str, Mapping[Any, Mapping[str, Any]]],
         std are over the seeds where the metric is not null; std is the sample standard
         deviation (ddof=1), 0.0 for a single seed; both None when no seed has a value.
     """
+    keys = summary_keys() if keys is None else keys
     methods: dict[str, Any] = {}
     for method, seeds in runs.items():
         seed_results = {str(s): dict(r) for s, r in seeds.items()}
@@ -273,7 +256,7 @@ def verdict(metrics: Mapping[str, Any], ours: str = "proximity", baseline: str =
     methods = _methods(metrics)
     spread = str(metrics.get("spread") or DEFAULT_SPREAD)
     a_sum, b_sum = methods.get(ours), methods.get(baseline)
-    names = " and ".join(METRIC_LABEL.get(k, k) for k in keys)
+    names = " and ".join(metric_label(k) for k in keys)
     if a_sum is None or b_sum is None:
         missing = [m for m, s in ((ours, a_sum), (baseline, b_sum)) if s is None]
         return Verdict(f"No verdict on {names}: the results hold no '{', '.join(missing)}' method.", "missing", {})
@@ -281,7 +264,7 @@ def verdict(metrics: Mapping[str, Any], ours: str = "proximity", baseline: str =
     details: dict[str, dict[str, Any]] = {}
     clauses, beats, undefined = [], [], []
     for k in keys:
-        label = METRIC_LABEL.get(k, k)
+        label = metric_label(k)
         ma, sa = _stat(a_sum, "mean", k), _stat(a_sum, "std", k)
         mb, sb = _stat(b_sum, "mean", k), _stat(b_sum, "std", k)
         if ma is None or mb is None:
@@ -324,7 +307,7 @@ def verdict(metrics: Mapping[str, Any], ours: str = "proximity", baseline: str =
         for k in (*keys, "frame_auc_micro"):
             ma, mm = _stat(a_sum, "mean", k), _stat(methods[motion], "mean", k)
             if ma is not None and mm is not None:
-                (higher if ma > mm else lower).append(f"{METRIC_LABEL.get(k, k)} ({_fmt(ma, digits)} vs "
+                (higher if ma > mm else lower).append(f"{metric_label(k)} ({_fmt(ma, digits)} vs "
                                                        f"{_fmt(mm, digits)})")
         if higher or lower:
             parts = []
@@ -375,20 +358,19 @@ def _value_cell(summary: Mapping[str, Any] | None, key: str, digits: int, best: 
 
 
 def _best(summaries: Mapping[str, Mapping[str, Any]], key: str) -> set[str]:
-    values = {m: _stat(s, "mean", key) for m, s in summaries.items()}
-    values = {m: v for m, v in values.items() if v is not None}
+    """The best mean's rows: the highest, or the lowest for a metric where lower is better."""
+    values = {m: v for m, s in summaries.items() if (v := _stat(s, "mean", key)) is not None}
     if not values:
         return set()
-    top = max(values.values())
+    spec = METRICS.get(key)
+    top = min(values.values()) if spec is not None and spec.higher_is_better is False else max(values.values())
     return {m for m, v in values.items() if v == top}
 
 
 def _columns(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    wanted = metrics.get("metrics")
-    if not wanted:
-        return list(METRIC_COLUMNS)
-    known = {k: (k, s, d) for k, s, d in METRIC_COLUMNS}
-    return [known.get(k, (k, k, k)) for k in wanted]
+    """``(key, header, description)`` of the results columns: ``metrics["metrics"]`` or the table's scores."""
+    wanted = metrics.get("metrics") or [spec.key for spec in table_metrics()]
+    return [(k, s.label, s.description) if (s := METRICS.get(k)) is not None else (k, k, k) for k in wanted]
 
 
 def _method_cell(method: str, index: int, n_seeds: int | None = None) -> str:
@@ -449,9 +431,9 @@ def ablation_table(ablation: Mapping[str, Any], digits: int = 3) -> str:
     factors = ablation.get("factors")
     if not isinstance(factors, Mapping) or not factors:
         raise ValueError("ablation must hold a 'factors' dict ({factor: {setting: {'mean': ..., 'std': ...}}})")
-    keys = list(ablation.get("metrics") or ("tiou", "rbdc", "tbdc", "frame_auc_micro", "pauc"))
+    keys = list(ablation.get("metrics") or [spec.key for spec in headline_metrics()])
     default = ablation.get("default") or {}
-    head = "".join(f'<th scope="col" class="num">{_e(METRIC_LABEL.get(k, k))}</th>' for k in keys)
+    head = "".join(f'<th scope="col" class="num">{_e(metric_label(k))}</th>' for k in keys)
     body = []
     for factor, settings in factors.items():
         if not isinstance(settings, Mapping) or not settings:
@@ -475,7 +457,7 @@ def _legend_value(metrics: Mapping[str, Any], method: str, seed: str | None, key
         return ""
     result = ((_methods(metrics).get(method) or {}).get("seeds") or {}).get(str(seed))
     v = _finite((result or {}).get(key))
-    return "" if v is None else f" — {METRIC_LABEL.get(key, key)} {v:.3f}"
+    return "" if v is None else f" — {metric_label(key)} {v:.3f}"
 
 
 def curve_figures(metrics: Mapping[str, Any], curves: Mapping[str, MethodCurves]) -> list[tuple[str, str, bytes]]:
@@ -717,10 +699,13 @@ def _warnings(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _help_section(spread: str) -> str:
-    metric_rows = "".join(f"<dt>{_e(short)}</dt><dd>{_e(desc)}</dd>" for _, short, desc in METRIC_COLUMNS)
+    metric_rows = "".join(f"<dt>{_e(spec.label)}</dt><dd>{_e(spec.description)}</dd>" for spec in table_metrics())
+    lower = [spec.label for spec in table_metrics() if spec.higher_is_better is False]
+    direction = ("All numbers are higher-is-better." if not lower
+                 else f"All numbers are higher-is-better except {', '.join(lower)} (lower is better).")
     return f"""<section id="help"><h2>How to read this page</h2>
 <p class="lead">Every learned model is trained from video-level labels only (which videos contain an anomaly);
-where and when it happens is never shown to it. All numbers are higher-is-better.</p>
+where and when it happens is never shown to it. {_e(direction)}</p>
 <dl class="help">
 <dt>a ± b</dt><dd>mean ± {_e(spread.split(' over ')[0])} over seeds; the bar behind a number is its mean on a
 0–1 scale; bold is the best mean of its column (or of its factor in the ablation).</dd>
@@ -880,6 +865,6 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], curves: Mappin
     return target
 
 
-__all__ = ["DEFAULT_SPREAD", "METRIC_COLUMNS", "GalleryItem", "MethodCurves", "OverlayVideo", "Timeline", "Verdict",
+__all__ = ["DEFAULT_SPREAD", "GalleryItem", "MethodCurves", "OverlayVideo", "Timeline", "Verdict",
            "ablation_table", "gallery_tile", "render_report", "results_table", "summarize_runs", "verdict",
            "write_report"]
