@@ -42,6 +42,16 @@ def square_video(tmp_path: Path) -> Path:
     return path
 
 
+def load_toydata():
+    """tests/model/toydata.py as a module (by path: only tests in tests/model import it by name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toydata", REPO / "tests" / "model" / "toydata.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_tiny_dataset(root: Path, n_train: int = 3, n_test: int = 2, frames: int = 40) -> Path:
     """A dataset folder of moving-square videos; odd test videos are anomalous with a track."""
     rows = []

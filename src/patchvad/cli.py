@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -114,6 +115,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from patchvad.demo import demo_command
 
     demo_command(Path(args.out), preset=args.preset, seeds=args.seeds, ablate=args.ablate, jobs=args.jobs)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from patchvad.compare import compare_command
+
+    words = ["--data", args.data, "--features", args.features, "--out", args.out]
+    words += ["--methods", *args.methods] if args.methods else []
+    words += ["--seeds", *map(str, args.seeds)]
+    words += ["--config", args.config] if args.config else []
+    words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
+    command = "patchvad compare " + " ".join(shlex.quote(w) for w in words)
+    compare_command(Path(args.data), Path(args.features), Path(args.out), methods=args.methods, seeds=args.seeds,
+                    config=Path(args.config) if args.config else None, fresh=args.fresh, jobs=args.jobs,
+                    command=command)
     return 0
 
 
@@ -225,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("compare", help="fit, test and evaluate methods x seeds; a table of mean and spread")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--features", required=True, help="its feature folder")
+    p.add_argument("--out", required=True, help="output folder (runs, predictions, results.json, results.md)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), metavar="METHOD",
+                   help="registered methods (default: all: " + ", ".join(METHODS) + ")")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="training seeds (a method whose output does not depend on the seed runs the first only)")
+    p.add_argument("--config", default=None, help="YAML run configuration for every method")
+    p.add_argument("--fresh", action="store_true", help="fit and test again runs already in results.json")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("ensemble", help="average the maps of several seeds' predictions folders (docs/model.md)")
     p.add_argument("members", nargs="+", type=Path, help="predictions folders from `patchvad test` (2 or more)")

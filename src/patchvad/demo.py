@@ -14,18 +14,18 @@ import dataclasses
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchvad.compare import Run, execute
 from patchvad.config import RunConfig
 from patchvad.errors import ConfigError
 from patchvad.io.files import atomic_write_json
+from patchvad.metrics.table import headline_metrics, table_metrics
 
-#: methods of the results table; the first is the paper's.
+#: the demo's choice of registered methods (model/methods/); the first is the paper's.
 DEMO_METHODS = ("proximity", "plain_topk", "video_mil", "motion_floor", "random")
-TABLE_METRICS = ("frame_auc_micro", "frame_auc_macro", "frame_ap", "tiou", "rbdc", "tbdc", "pauc", "pap")
 
 
 @dataclass(frozen=True)
@@ -108,59 +108,15 @@ def overlay_choice(data: Path) -> list[str]:
     return sorted(first.values())
 
 
-def _quiet_evaluate(data: Path, pred: Path) -> dict:
-    from patchvad.metrics.evaluate import evaluate_folder
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return evaluate_folder(data, pred)
-
-
-def _fit_and_test(data: Path, feats: Path, model_dir: Path, pred_dir: Path, method: str, seed: int,
-                  config: RunConfig) -> dict:
-    """One method and seed: fit (unless finished), test (unless finished), evaluate."""
-    from patchvad.inference import test
-    from patchvad.train import fit
-
-    ckpt = model_dir / "model.safetensors"
-    done_marker = pred_dir / "inference.json"
-    if not ckpt.exists():
-        fit(data, feats, model_dir, method=method, seed=seed, config=config, log=None)
-    if not done_marker.exists() or done_marker.stat().st_mtime < ckpt.stat().st_mtime:
-        test(ckpt, data, feats, pred_dir)
-    return _quiet_evaluate(data, pred_dir)
-
-
-def _run_job(job: tuple) -> tuple[tuple, dict]:
-    """One (method, seed) fit+test; returns (key, metrics)."""
-    key, data, feats, model_dir, pred_dir, method, seed, config = job
-    return key, _fit_and_test(data, feats, model_dir, pred_dir, method, seed, config)
-
-
 def default_jobs() -> int:
     """Parallel fits: one per core up to 4 (a fit uses 1-2 threads well; more cores go to
     the threads of each fit)."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def run_jobs(jobs: list[tuple], n_jobs: int, desc: str) -> dict:
-    """Run ``(key, data, feats, model_dir, pred_dir, method, seed, config)`` jobs and return
-    ``{key: metrics}``; ``n_jobs`` > 1 spreads them over processes
-    (:func:`patchvad.parallel.run_parallel`)."""
-    from tqdm import tqdm
-
-    from patchvad.parallel import run_parallel
-
-    results: dict = {}
-    with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
-        for key, res in run_parallel(_run_job, jobs, n_jobs):
-            results[key] = res
-            bar.update(1)
-    return results
-
-
-def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: tuple[str, ...] = TABLE_METRICS) -> str:
-    """The summary table: mean ± std over seeds per method."""
+def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: tuple[str, ...] | None = None) -> str:
+    """The summary table: mean ± std over seeds per method (``keys``: the metric table's scores by default)."""
+    keys = tuple(spec.key for spec in table_metrics()) if keys is None else keys
     head = f"{'method':<14}" + "".join(f"{k:>17}" for k in keys)
     lines = [head, "-" * len(head)]
     for m in methods:
@@ -228,17 +184,18 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     runs: dict[str, dict[int, dict]] = {m: {} for m in DEMO_METHODS}
     n_jobs = jobs or default_jobs()
     echo(f"[3/5] training and testing {len(DEMO_METHODS)} methods x {seeds} seeds ({n_jobs} in parallel)")
-    # Longest first (DEMO_METHODS is ordered so), so that the pool ends evenly.
-    work = [((m, s), data, feats, out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}", m, s,
-             _config(m, p)) for m in DEMO_METHODS for s in range(seeds)]
-    for (method, seed), res in run_jobs(work, n_jobs, "fit+test").items():
-        runs[method][seed] = res
+    # Longest first (DEMO_METHODS is ordered so), so that the pool ends evenly. Every method
+    # runs every seed, seeded or not, so that each row of the table has as many runs.
+    work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}")
+            for m in DEMO_METHODS for s in range(seeds)]
+    for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test").values():
+        runs[res.run.method][res.run.seed] = res.metrics
     timings["train+test"] = time.perf_counter() - t0
 
     ablation = None
     if ablate:
         t0 = time.perf_counter()
-        ablation = _run_ablation(data, feats, out, p, seeds, echo, n_jobs)
+        ablation = _run_ablation(data, feats, out, p, seeds, echo, runs["proximity"], n_jobs)
         timings["ablation"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -265,37 +222,35 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     return metrics
 
 
-def _run_ablation(data: Path, feats: Path, out: Path, p: DemoPreset, seeds: int,
-                  echo: Callable[[str], None], n_jobs: int = 1) -> dict:
-    """One factor at a time around the default proximity model; mean/std over seeds."""
+def _run_ablation(data: Path, feats: Path, out: Path, p: DemoPreset, seeds: int, echo: Callable[[str], None],
+                  proximity: dict[int, dict], n_jobs: int = 1) -> dict:
+    """One factor at a time around the default proximity model; mean/std over seeds.
+
+    ``proximity``: the main proximity runs' metrics by seed, which are the default setting's.
+    """
     from patchvad.viz.report import summarize_runs
 
     defaults = RunConfig().loss
     default_of = {"window": defaults.window, "selection": defaults.selection, "k": str(defaults.k),
                   "sigma": f"{defaults.sigma:g}", "ln_weight": f"{defaults.w_n:g}"}
-    factors: dict[str, dict[str, dict]] = {}
-    jobs = [(f, name, ov, s) for f, settings in ABLATION.items() for name, ov in settings for s in range(seeds)]
-    echo(f"      ablation: {len(jobs)} settings x seeds ({n_jobs} in parallel)")
-    results: dict[tuple[str, str], dict[int, dict]] = {}
+    settings = [(f, name, ov) for f, options in ABLATION.items() for name, ov in options]
+    echo(f"      ablation: {len(settings) * seeds} settings x seeds ({n_jobs} in parallel)")
     work = []
-    for factor, name, override, seed in jobs:
+    for factor, name, override in settings:
         if name == default_of[factor]:
-            # The default setting is the main proximity run: evaluated once below, not retrained.
-            model_dir = out / "models" / "proximity" / f"seed{seed}"
-            pred_dir = out / "predictions" / "proximity" / f"seed{seed}"
-            results.setdefault((factor, name), {})[seed] = _fit_and_test(data, feats, model_dir, pred_dir,
-                                                                         "proximity", seed, _config("proximity", p))
-            continue
+            continue  # the main proximity run, not trained again
         tag = f"{factor.replace(' ', '_')}={name}"
-        run_dir = out / "ablation" / tag / f"seed{seed}"
-        work.append(((factor, name, seed), data, feats, run_dir / "model", run_dir / "predictions", "proximity",
-                     seed, _config("proximity", p, override)))
-    for (factor, name, seed), res in run_jobs(work, n_jobs, "ablation").items():
-        results.setdefault((factor, name), {})[seed] = res
-    keys = ("frame_auc_micro", "tiou", "rbdc", "tbdc")
-    for (factor, name), by_seed in results.items():
+        for seed in range(seeds):
+            run_dir = out / "ablation" / tag / f"seed{seed}"
+            work.append(Run((factor, name, seed), "proximity", seed, _config("proximity", p, override),
+                            run_dir / "model", run_dir / "predictions"))
+    done = execute(work, data, feats, jobs=n_jobs, desc="ablation")
+    factors: dict[str, dict[str, dict]] = {}
+    for factor, name, _ in settings:
+        by_seed = (proximity if name == default_of[factor]
+                   else {seed: done[(factor, name, seed)].metrics for seed in range(seeds)})
         factors.setdefault(factor, {})[name] = summarize_runs({name: by_seed})["methods"][name]
-    return {"default": default_of, "factors": factors, "metrics": list(keys)}
+    return {"default": default_of, "factors": factors, "metrics": [spec.key for spec in headline_metrics()]}
 
 
 def demo_command(out: Path, preset: str = "small", seeds: int = 3, ablate: bool = False,

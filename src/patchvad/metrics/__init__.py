@@ -33,6 +33,7 @@ from patchvad.metrics.patch import (
     patch_cell_scores,
     pauc,
 )
+from patchvad.metrics.scope import EvalScope, EvalVideo
 from patchvad.metrics.spatial import (
     DetectionCurves,
     SpatialAccumulator,
@@ -42,7 +43,6 @@ from patchvad.metrics.spatial import (
     rbdc_tbdc,
     tiou,
 )
-from patchvad.metrics.scope import EvalScope, EvalVideo
 from patchvad.metrics.table import (
     METRICS,
     MetricSpec,

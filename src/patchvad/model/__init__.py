@@ -6,7 +6,10 @@
     losses.py      L_PA, L_T, L_N, smoothness, total variation, sparsity, Sultani; MILLoss
     baselines.py   VideoMILScorer, RandomScorer, motion_floor_scores, video-level losses
     model.py       AnomalyModel (encoder + scorer of one method) and its safetensors checkpoint
-    compare.py     methods x seeds -> fit, test, evaluate -> table; grid ceiling; grid pooling
+    methods/       one file per method and the method registry
+    selections/    one file per selection rule and the selection registry
 
-Training lives in ``patchvad.train``, inference in ``patchvad.inference``.
+Training lives in ``patchvad.train``, inference in ``patchvad.inference``, the experiment
+harness (methods x seeds -> fit, test, evaluate) in ``patchvad.compare``; this package
+imports none of them.
 """

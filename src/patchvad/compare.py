@@ -1,0 +1,273 @@
+"""The experiment harness: runs of (method, seed, configuration) -> fit, test, evaluate; mean and spread.
+
+    patchvad compare --data ROOT --features FEATS --out DIR [--methods M ...] [--seeds 0 1 2] [--config CFG]
+                     [--fresh] [--jobs N]
+
+One loop serves ``patchvad compare`` and the demo (its methods x seeds and its ablation):
+
+* :class:`Run`: one fit -> test -> evaluate and its folders;
+* :func:`execute`: runs them (``jobs`` in parallel processes) and returns every run's
+  :class:`RunResult` in the order of the runs, whatever order they finish in. A run
+  whose checkpoint exists is not fitted again (unless ``fresh``), a run whose
+  predictions were written after its checkpoint is not tested again; evaluation always
+  runs (seconds);
+* :func:`plan`: ``compare``'s runs: every method x seed (a method that is not
+  ``seeded`` in the method registry: its first seed only);
+* :func:`compare_command`: ``patchvad compare``: writes ``DIR/<method>_s<seed>/`` (run),
+  ``DIR/pred_<method>_s<seed>/`` (predictions), ``DIR/results.json`` (every run's
+  metrics, the summary, the grid ceiling, the command) and ``DIR/results.md`` (the
+  table: mean and sample standard deviation over seeds, the grid ceiling of the test
+  split (:func:`patchvad.metrics.ceiling.grid_ceiling`), the command). Runs already in
+  ``results.json`` are kept (``--fresh`` fits and tests everything again).
+
+Methods come from the method registry (:mod:`patchvad.model.methods`), metrics from the
+metric table (:mod:`patchvad.metrics.table`). Parallel runs start fresh interpreters, so
+a method or metric registered at run time (not by an import of patchvad) needs ``jobs=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from patchvad.config import RunConfig
+from patchvad.ensemble import INFERENCE_FILE
+from patchvad.inference import test
+from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.metrics.ceiling import grid_ceiling
+from patchvad.metrics.evaluate import evaluate_folder
+from patchvad.metrics.table import headline_metrics, summary_keys, table_metrics
+from patchvad.model.methods import METHODS, get_method
+from patchvad.model.model import read_metadata
+from patchvad.parallel import run_parallel
+from patchvad.train import MODEL_FILE, fit
+from patchvad.viz.report import summarize_runs
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+#: per-run values ``compare`` summarises beside the metrics: header of its table.
+RUN_COLUMNS = {"val_auc": "val vid AUC", "fit_s": "fit s"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fit -> test -> evaluate.
+
+    Attributes:
+        key: how the caller names the run's result (e.g. ``(method, seed)``).
+        method: registered method name.
+        seed: training seed.
+        config: the run configuration, a YAML path, or None for the method's defaults.
+        model_dir: the RUN folder (``model.safetensors``).
+        pred_dir: the predictions folder of the test split.
+    """
+
+    key: Hashable
+    method: str
+    seed: int
+    config: RunConfig | Path | None
+    model_dir: Path
+    pred_dir: Path
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run gave.
+
+    Attributes:
+        run: the run.
+        metrics: :func:`~patchvad.metrics.evaluate.evaluate_folder`'s result.
+        val_auc: validation video AUC of the selected checkpoint (None without validation videos).
+        best_step: the selected checkpoint's step.
+        fit_seconds: time of the fit, None when an existing checkpoint was reused.
+        snippets_per_second: speed of the test pass that wrote the predictions.
+    """
+
+    run: Run
+    metrics: dict[str, Any]
+    val_auc: float | None
+    best_step: int | None
+    fit_seconds: float | None
+    snippets_per_second: float | None
+
+
+def _number(text: str | None) -> float | None:
+    return None if text in (None, "None") else float(text)
+
+
+def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> RunResult:
+    """Fit (unless its checkpoint exists), test (unless its predictions are newer), evaluate."""
+    ckpt = run.model_dir / MODEL_FILE
+    fit_seconds = None
+    if fresh or not ckpt.exists():
+        t0 = time.perf_counter()
+        fit(data, features, run.model_dir, method=run.method, seed=run.seed, config=run.config, log=None)
+        fit_seconds = time.perf_counter() - t0
+    done = run.pred_dir / INFERENCE_FILE
+    if not done.exists() or done.stat().st_mtime < ckpt.stat().st_mtime:
+        test(ckpt, data, features, run.pred_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each warning is a line of the result's "warnings"
+        metrics = evaluate_folder(data, run.pred_dir)
+    meta = read_metadata(ckpt)
+    inference = json.loads(done.read_text(encoding="utf-8"))
+    step = _number(meta.get("step"))
+    return RunResult(run=run, metrics=metrics, val_auc=_number(meta.get("val_auc")),
+                     best_step=None if step is None else int(step), fit_seconds=fit_seconds,
+                     snippets_per_second=inference.get("snippets_per_second"))
+
+
+def _execute_packed(packed: tuple[Run, Path, Path, bool]) -> RunResult:
+    return execute_one(*packed)
+
+
+def execute(runs: Sequence[Run], data: Path, features: Path, jobs: int = 1, fresh: bool = False,
+            desc: str = "fit+test", on_result: Callable[[RunResult], None] | None = None) -> dict[Hashable, RunResult]:
+    """Every run through :func:`execute_one`; ``jobs`` > 1 spreads them over processes.
+
+    Args:
+        runs: the runs, keys unique; longest first lets a pool end evenly.
+        data: the dataset folder.
+        features: its feature store.
+        jobs: parallel processes (:func:`patchvad.parallel.run_parallel`).
+        fresh: fit and test again even where a checkpoint exists.
+        desc: label of the progress bar.
+        on_result: called with each result as it finishes (finishing order).
+
+    Returns:
+        ``{run.key: RunResult}`` in the order of ``runs``.
+    """
+    keys = [r.key for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("runs must have distinct keys")
+    done: dict[Hashable, RunResult] = {}
+    with tqdm(total=len(runs), desc=desc, unit="run") as bar:
+        for result in run_parallel(_execute_packed, [(r, Path(data), Path(features), fresh) for r in runs], jobs):
+            done[result.run.key] = result
+            if on_result is not None:
+                on_result(result)
+            bar.update(1)
+    return {k: done[k] for k in keys}
+
+
+def plan(methods: Sequence[str], seeds: Sequence[int], out: Path, config: RunConfig | Path | None = None
+         ) -> list[Run]:
+    """``compare``'s runs: method x seed (first seed only for a method that is not seeded), ``out`` layout."""
+    runs = []
+    for name in methods:
+        method = get_method(name)
+        for seed in (seeds if method.seeded else seeds[:1]):
+            key = f"{name}_s{seed}"
+            runs.append(Run(key, name, int(seed), config, out / key, out / f"pred_{key}"))
+    return runs
+
+
+def run_record(result: RunResult) -> dict[str, Any]:
+    """The entry of ``results.json`` for one run: summary metrics, fit and test figures, headline per class."""
+    ev = result.metrics
+    rec: dict[str, Any] = {k: ev.get(k) for k in summary_keys()}
+    rec.update({"val_auc": result.val_auc, "best_step": result.best_step, "fit_s": result.fit_seconds,
+                "snippets_per_s": result.snippets_per_second,
+                "per_class": {c: {spec.key: m.get(spec.key) for spec in headline_metrics()}
+                              for c, m in ev.get("per_class", {}).items()}})
+    return rec
+
+
+def summarise(results: dict, methods: Sequence[str], seeds: Sequence[int]) -> dict[str, dict]:
+    """``{method: {"mean", "std", "n"}}`` over the seeds in ``results["runs"]`` (sample std, ddof=1)."""
+    runs = {m: {s: results["runs"][f"{m}_s{s}"] for s in seeds if f"{m}_s{s}" in results["runs"]}
+            for m in methods}
+    summary = summarize_runs({m: r for m, r in runs.items() if r}, keys=summary_keys() + tuple(RUN_COLUMNS))
+    return {m: {k: s[k] for k in ("mean", "std", "n")} for m, s in summary["methods"].items()}
+
+
+def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str) -> str:
+    """``results.md``: one row per method, the metric table's scores then :data:`RUN_COLUMNS`."""
+    cols = [(spec.key, spec.label) for spec in table_metrics()] + list(RUN_COLUMNS.items())
+    lines = ["| method | n | " + " | ".join(label for _, label in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for method, row in summary.items():
+        n = max(row["n"].values(), default=0)
+        cells = []
+        for key, _ in cols:
+            mean, std = row["mean"].get(key), row["std"].get(key)
+            if mean is None:
+                cells.append("-")
+            elif key == "fit_s":
+                cells.append(f"{mean:.0f}")
+            else:
+                cells.append(f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}")
+        lines.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
+    unseeded = [m for m in summary if m in METHODS and not METHODS[m].seeded]
+    text = "\n".join(lines) + "\n\nmean ± sample std over seeds"
+    text += f" ({', '.join(unseeded)}: one run, the output does not depend on the seed).\n" if unseeded else ".\n"
+    if ceiling:
+        text += "\nGrid ceiling (TIoU of a perfect whole-cell map on this test split): " + ", ".join(
+            f"{g}: {v['tiou_ceiling']:.3f} ({100 * v['frac_iou_ge_0.1']:.0f}% of GT frames can reach IoU >= 0.1)"
+            for g, v in ceiling.items() if v["tiou_ceiling"] is not None) + "\n"
+    text += f"\nCommand: `{command}`\n"
+    return text
+
+
+def _log_line(result: RunResult, rec: dict[str, Any]) -> str:
+    scores = " ".join(f"{spec.key}={rec[spec.key]:.4f}" for spec in table_metrics() if rec.get(spec.key) is not None)
+    fit_s = "reused" if result.fit_seconds is None else f"{result.fit_seconds:.0f}s"
+    return f"{result.run.key}: {scores} val_auc={rec['val_auc']} step={rec['best_step']} fit={fit_s}"
+
+
+def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str] | None = None,
+                    seeds: Sequence[int] = (0, 1, 2), config: Path | None = None, fresh: bool = False,
+                    jobs: int = 1, command: str | None = None) -> dict:
+    """``patchvad compare``: every method x seed, ``results.json`` and ``results.md`` (module docstring).
+
+    Args:
+        data: the dataset folder.
+        features: its feature store.
+        out: the output folder.
+        methods: registered method names (default: every registered method).
+        seeds: training seeds.
+        config: a YAML run configuration for every method (None: the defaults).
+        fresh: fit and test again runs that are already in ``results.json`` or on disk.
+        jobs: runs in parallel processes.
+        command: the command line recorded in the outputs.
+
+    Returns:
+        The content of ``results.json``.
+    """
+    methods = list(methods or METHODS)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS_JSON
+    results = (json.loads(results_path.read_text(encoding="utf-8"))
+               if results_path.exists() and not fresh else {"runs": {}})
+    todo = [r for r in plan(methods, seeds, out, config) if fresh or r.key not in results["runs"]]
+
+    def record(result: RunResult) -> None:
+        rec = run_record(result)
+        results["runs"][result.run.key] = rec
+        tqdm.write(_log_line(result, rec))
+        atomic_write_json(results_path, results)
+
+    execute(todo, data, features, jobs=jobs, fresh=fresh, on_result=record)
+    command = command or "patchvad compare " + " ".join(
+        shlex.quote(str(a)) for a in ("--data", data, "--features", features, "--out", out))
+    summary = summarise(results, methods, seeds)
+    ceiling = grid_ceiling(data)
+    results.update({"summary": summary, "grid_ceiling": ceiling, "command": command})
+    atomic_write_json(results_path, results)
+    text = format_markdown(summary, ceiling, command)
+    atomic_write_text(out / RESULTS_MD, text)
+    print(text)
+    return results
+
+
+__all__ = ["RUN_COLUMNS", "Run", "RunResult", "compare_command", "execute", "execute_one", "format_markdown",
+           "plan", "run_record", "summarise"]
