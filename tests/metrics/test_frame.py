@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -117,6 +119,53 @@ def test_youden_threshold_hand_computed_with_tie_in_j():
 def test_youden_threshold_is_a_real_score_even_for_inverted_scores():
     # labels [1,0], scores [0.1,0.9]: J at 0.9 = 0 - 1 = -1, at 0.1 = 1 - 1 = 0 -> tau = 0.1 (finite)
     assert youden_threshold([1, 0], [0.1, 0.9]) == 0.1
+
+
+def test_youden_midpoints_hand_computed_with_tie_in_j():
+    # labels [0,0,1,1] scores [0.1,0.4,0.35,0.8]; candidates ascending and J = TPR - FPR:
+    #   0.1 - 1e-6: 1 - 1 = 0 ; 0.225: 1 - 0.5 = 0.5 ; 0.375: 0.5 - 0.5 = 0 ; 0.6: 0.5 - 0 = 0.5 ;
+    #   0.8 + 1e-6: 0 - 0 = 0. J ties at 0.225 and 0.6: the lowest candidate wins.
+    assert youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], midpoints=True) == 0.5 * (0.1 + 0.35)
+    # inverted scores: J = 0 at both ends, -1 at the midpoint 0.5 -> the lowest end, 0.1 - 1e-6
+    assert youden_threshold([1, 0], [0.1, 0.9], midpoints=True) == 0.1 - 1e-6
+    with pytest.raises(UndefinedMetricError):
+        youden_threshold([1, 1], [0.1, 0.9], midpoints=True)
+
+
+def _youden_midpoints_loop(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Reference: every candidate tried in ascending order; the first strictly better J is kept."""
+    scores = np.asarray(scores, dtype=np.float64)
+    cand = np.unique(scores)
+    mids = [cand[0] - 1e-6] + [0.5 * (a + b) for a, b in zip(cand[1:], cand[:-1])] + [cand[-1] + 1e-6]
+    best, best_j = None, -np.inf
+    for thr in mids:
+        flagged = scores >= thr
+        j = flagged[labels == 1].mean() - flagged[labels == 0].mean()
+        if j > best_j:
+            best, best_j = float(thr), j
+    return best
+
+
+def _auc_by_pairs(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Reference: every (positive, negative) pair counted, ties as half, rounded once."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    twice = int(2 * (pos[:, None] > neg[None, :]).sum() + (pos[:, None] == neg[None, :]).sum())
+    return float(Fraction(twice, 2 * pos.size * neg.size))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_exact_auc_and_midpoint_youden_match_references_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(2, 60))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        # continuous float32, heavy ties, and neighbouring doubles (a midpoint that rounds onto a score)
+        scores = [rng.random(n).astype(np.float32), rng.integers(0, 5, n) / 4.0,
+                  1.0 + rng.integers(0, 3, n) * np.finfo(float).eps][seed % 3]
+        assert frame_auc(labels, scores, exact=True) == _auc_by_pairs(labels, scores)
+        assert abs(frame_auc(labels, scores, exact=True) - frame_auc(labels, scores)) < 1e-12
+        assert youden_threshold(labels, scores, midpoints=True) == _youden_midpoints_loop(labels, scores)
 
 
 def test_accumulator_matches_functions_in_insertion_order():

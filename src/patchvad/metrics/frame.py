@@ -95,18 +95,35 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr, np.r_[np.inf, thresholds]
 
 
-def frame_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+def frame_auc(labels: np.ndarray, scores: np.ndarray, exact: bool = False) -> float:
     """ROC-AUC (trapezoid over the ROC curve; ties get half credit).
 
     Args:
         labels: ``(n,)`` 0/1.
         scores: ``(n,)`` finite scores.
+        exact: compute the same area as the Mann-Whitney count instead: the
+            (positive, negative) pairs ordered correctly, ties counting half, divided
+            once by ``n_pos * n_neg``. That is the correctly rounded area; the
+            trapezoid adds rounded slices and can differ from it in the last bits.
+            Training's validation AUC uses it (its value decides ties between
+            checkpoints); the reported metrics keep the trapezoid.
 
     Raises:
         UndefinedMetricError: only one class occurs.
     """
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    if not exact:
+        fpr, tpr, _ = roc_curve(labels, scores)
+        return float(np.trapezoid(tpr, fpr))
+    tps, fps, _ = threshold_counts(labels, scores)
+    n_pos = int(tps[-1]) if tps.size else 0
+    n_neg = int(fps[-1]) if fps.size else 0
+    if n_pos == 0 or n_neg == 0:
+        raise UndefinedMetricError(f"ROC needs both classes; got {n_pos} positive and {n_neg} negative items")
+    # Each step of the curve adds its new negatives times the positives above them
+    # (twice: all positives above the step plus those above the previous one, i.e.
+    # the tied positives count half). Integers throughout, one rounding at the end.
+    twice_pairs = int(np.sum(np.diff(fps, prepend=0) * (tps + np.r_[0, tps[:-1]])))
+    return twice_pairs / (2 * n_pos * n_neg)
 
 
 def frame_ap_stepwise(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -129,7 +146,7 @@ def frame_ap_stepwise(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
-def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+def youden_threshold(labels: np.ndarray, scores: np.ndarray, midpoints: bool = False) -> float:
     """The Youden-J optimal threshold: the score ``tau`` maximizing ``TPR - FPR``.
 
     Only real scores are candidates (the ``+inf`` start point of the ROC is not), so
@@ -137,12 +154,33 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     J are broken towards the highest threshold (the first in descending order), the
     fewest frames flagged for the same J.
 
+    Args:
+        labels: ``(n,)`` 0/1.
+        scores: ``(n,)`` finite scores.
+        midpoints: candidates are instead the midpoints between neighbouring distinct
+            scores, plus ``lowest - 1e-6`` and ``highest + 1e-6``, so ``tau`` keeps a
+            margin to every score it was chosen on (a decision threshold for new
+            videos: the bag-score threshold that training stores in a checkpoint).
+            Ties in J then go to the LOWEST candidate (most items flagged).
+
     Raises:
         UndefinedMetricError: only one class occurs.
     """
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    j = tpr[1:] - fpr[1:]
-    return float(thresholds[1:][int(np.argmax(j))])
+    if not midpoints:
+        fpr, tpr, thresholds = roc_curve(labels, scores)
+        j = tpr[1:] - fpr[1:]
+        return float(thresholds[1:][int(np.argmax(j))])
+    y, s = _check_labels_scores(labels, scores)
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    if pos.size == 0 or neg.size == 0:
+        raise UndefinedMetricError(f"ROC needs both classes; got {pos.size} positive and {neg.size} negative items")
+    cand = np.unique(s)
+    mids = np.concatenate([[cand[0] - 1e-6], 0.5 * (cand[1:] + cand[:-1]), [cand[-1] + 1e-6]])
+    # Items with score >= each candidate, counted exactly (a midpoint that rounds onto
+    # a score still flags what ``score >= tau`` flags); ascending, so argmax = lowest.
+    tpr = (pos.size - np.searchsorted(pos, mids, side="left")) / pos.size
+    fpr = (neg.size - np.searchsorted(neg, mids, side="left")) / neg.size
+    return float(mids[int(np.argmax(tpr - fpr))])
 
 
 def _concat(labels_per_video: Sequence[np.ndarray], scores_per_video: Sequence[np.ndarray]
