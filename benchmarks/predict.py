@@ -34,7 +34,7 @@ def quick_checkpoint(folder: Path) -> Path:
     from patchvad.config import RunConfig, TrainConfig
     from patchvad.data.synth import generate_benchmark
     from patchvad.features.extract import extract_dataset
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     generate_benchmark(folder / "data", 12, 2, seed=0, preset="tiny")
     extract_dataset(folder / "data", folder / "feats", progress=False)

@@ -9,7 +9,7 @@ measures, each once with one process and once with ``--procs`` processes started
    and converted to float32, each process reading its shard (every N-th video),
    snippets per second of the whole job. ``cold``: the files are first evicted from the
    page cache (``posix_fadvise(DONTNEED)`` on these files only); ``warm``: read again.
-2. one training epoch of ``patchvad.train.fit`` (proximity model, batch 16 by default,
+2. one training epoch of ``patchvad.training.fit`` (proximity model, batch 16 by default,
    ``ceil(train videos / batch)`` steps): the optimisation steps' time (``FitResult.timings``),
    plus the normaliser fit and the encoding pass, reported apart. Under torchrun the
    effective batch is the same (each process trains on its half).
@@ -106,7 +106,7 @@ def _worker_read(args: argparse.Namespace) -> None:
 def _worker_fit(args: argparse.Namespace) -> None:
     from patchvad import distributed
     from patchvad.config import RunConfig, TrainConfig
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     cfg = RunConfig(train=TrainConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.steps,
                                       log_every=max(1, args.steps), device=args.device, cache=args.cache))
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         res["bytes"] = int(sum(p.stat().st_size for p in (tmp / "feats").glob("*.npy")))
         # fit holds out 20% of the videos for validation: an epoch is ceil(train part / batch) steps.
         from patchvad.data.folder import DatasetFolder
-        from patchvad.train import split_train_val
+        from patchvad.training import split_train_val
         n_train = len(split_train_val(list(DatasetFolder(tmp / "data", check_files=False).train_set()), 0.2, 0)[0])
         steps = math.ceil(n_train / args.batch_size)
         res["epoch_steps"], res["train_videos"] = steps, n_train

@@ -8,7 +8,7 @@ epoch time linearly to ``--target-videos``), then measures, in this process:
 1. fitting the normaliser on the normal videos (streamed, memory-mapped);
 2. encoding every video once (memory-mapped read, one video at a time);
 3. one training epoch: ``videos / batch_size`` AdamW steps of the proximity model
-   on balanced batches, exactly the loop of ``patchvad.train.fit`` (encoded videos in
+   on balanced batches, exactly the loop of ``patchvad.training.fit`` (encoded videos in
    a cache file read per batch, as ``fit`` does for sets above 1 GB; ``--cache memory``
    keeps them in RAM);
 4. inference speed (snippets / second) of ``predict_video`` on a few videos;
@@ -39,7 +39,7 @@ from patchvad.config import RunConfig, TrainConfig
 from patchvad.features.store import FeatureStore
 from patchvad.inference import predict_video
 from patchvad.model.model import AnomalyModel
-from patchvad.train import _pad_batch, _Sampler, batch_loss, encode_videos
+from patchvad.training import BalancedSampler, encode_videos, pad_batch
 from random_features import write_random_store  # benchmarks/random_features.py
 
 
@@ -104,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         out["peak_rss_mb_after_encode"] = peak_rss_mb()
 
         gen = torch.Generator().manual_seed(0)
-        sampler = _Sampler(labels, args.batch_size // 2, gen)
+        sampler = BalancedSampler(labels, args.batch_size // 2, gen)
         opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         steps = max(1, args.videos // args.batch_size)
         model.train()
         t0 = time.perf_counter()
         for _ in range(steps):
             idx = sampler.next()
-            x, mask, lengths = _pad_batch([videos[i] for i in idx], torch.device("cpu"))
-            loss, _, _ = batch_loss(model, x, mask, lengths, [int(labels[i]) for i in idx])
+            x, mask, lengths = pad_batch([videos[i] for i in idx], torch.device("cpu"))
+            loss, _, _ = model.impl.loss(model, x, mask, lengths, [int(labels[i]) for i in idx], None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)

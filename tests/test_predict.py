@@ -50,7 +50,7 @@ def scene_video(path: Path, seed: int, anomalous: bool) -> list[tuple[int, int, 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     base = tmp_path_factory.mktemp("predict")
     rows = []

@@ -30,7 +30,7 @@ from patchvad.model.model import load_model
 from patchvad.model.selections import SELECTIONS, Selection, SelectionConfig, SelectionRule, register_selection
 from patchvad.model.selections.base import cells_of
 from patchvad.predictions import read_prediction
-from patchvad.train import fit
+from patchvad.training import fit
 from patchvad.viz import build_report, summarize_runs
 
 

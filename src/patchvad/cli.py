@@ -80,7 +80,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from patchvad.train import fit_command
+    from patchvad.training import fit_command
 
     fit_command(Path(args.data), Path(args.features), Path(args.out), method=args.method, seed=args.seed,
                 config=Path(args.config) if args.config else None, resume=args.resume, quiet=args.quiet)

@@ -48,7 +48,7 @@ from patchvad.metrics.table import headline_metrics, summary_keys, table_metrics
 from patchvad.model.methods import METHODS, get_method
 from patchvad.model.model import read_metadata
 from patchvad.parallel import run_parallel
-from patchvad.train import MODEL_FILE, fit
+from patchvad.training import MODEL_FILE, fit
 from patchvad.viz.report import summarize_runs
 
 RESULTS_JSON = "results.json"

@@ -1,7 +1,7 @@
 """``patchvad fit`` under torchrun: 2 processes (gloo) train like 1, rank 0 writes, a kill resumes.
 
 Tolerance. Both runs use one thread per process and see the same global batches,
-augmentation draws and dropout masks (train.py: ``_Sampler.next_share``, ``augment``
+augmentation draws and dropout masks (training/: ``BalancedSampler.next_share``, ``augment``
 with ``rows``, ``BatchShare``), so the only difference is the order of float
 reductions: the gradient is the mean over ranks of each share's mean instead of one
 mean over the batch (DDP all-reduce), and the logged loss the mean of the two shares'
@@ -35,7 +35,7 @@ from patchvad.features.store import FeatureStore
 from patchvad.inference import test
 from patchvad.metrics.evaluate import evaluate_folder
 from patchvad.model.model import load_model
-from patchvad.train import fit
+from patchvad.training import fit
 
 from toydata import make_toy_dataset
 
@@ -167,13 +167,13 @@ def _status(pid: str) -> str:
 def test_sampler_shares_one_balanced_batch() -> None:
     from patchvad.distributed import Context
     from patchvad.errors import ConfigError
-    from patchvad.train import _Sampler
+    from patchvad.training import BalancedSampler
 
-    sampler = _Sampler(np.array([0, 1] * 6), 3, torch.Generator().manual_seed(0))
+    sampler = BalancedSampler(np.array([0, 1] * 6), 3, torch.Generator().manual_seed(0))
     with pytest.raises(ConfigError, match="split evenly"):
         sampler.next_share(0, 2)
     # Shares of one global batch: disjoint, balanced, together the whole batch.
-    twins = [_Sampler(np.array([0, 1] * 6), 4, torch.Generator().manual_seed(0)) for _ in range(2)]
+    twins = [BalancedSampler(np.array([0, 1] * 6), 4, torch.Generator().manual_seed(0)) for _ in range(2)]
     for _ in range(5):
         (idx0, rows0), (idx1, rows1) = twins[0].next_share(0, 2), twins[1].next_share(1, 2)
         assert np.array_equal(idx0, idx1)

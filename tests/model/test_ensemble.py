@@ -17,7 +17,7 @@ from patchvad.errors import PredictionError
 from patchvad.inference import BoxConfig, prediction_from_maps, test
 from patchvad.model.model import load_model
 from patchvad.predictions import read_prediction
-from patchvad.train import fit
+from patchvad.training import fit
 
 
 @pytest.fixture(scope="module")

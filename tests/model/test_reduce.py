@@ -17,7 +17,7 @@ from patchvad.features.store import FeatureStore
 from patchvad.inference import test
 from patchvad.metrics.evaluate import evaluate_folder
 from patchvad.model.model import load_model
-from patchvad.train import fit
+from patchvad.training import fit
 
 from toydata import APP, CHG, MOT, make_toy_dataset
 

@@ -149,7 +149,7 @@ def test_motion_context_projects_against_the_usual_flow():
 
 
 def test_hflip_augmentation_mirrors_grid_and_horizontal_flow():
-    from patchvad.train import augment
+    from patchvad.training import augment
     channels = {"appearance": [0, 6], "appearance_change": [6, 9], "motion": [9, 17]}
     enc = FeatureEncoder(channels, CFG)
     signs = enc.hflip_signs()

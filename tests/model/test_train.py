@@ -18,7 +18,7 @@ from patchvad.geometry import box_iou, chain_snippet_boxes
 from patchvad.inference import BoxConfig, box_from_map, predict_video, test
 from patchvad.metrics.evaluate import evaluate_folder
 from patchvad.model.model import load_model, read_metadata
-from patchvad.train import fit, pool_snippets, split_train_val
+from patchvad.training import fit, pool_snippets, split_train_val
 
 from toydata import make_toy_dataset
 
@@ -174,7 +174,7 @@ def test_split_and_pooling():
 
 
 def test_smoothed_selection_prefers_a_good_stretch_over_one_lucky_evaluation():
-    from patchvad.train import smoothed_best
+    from patchvad.training import smoothed_best
     aucs = [0.6, 0.9, 0.5, 0.8, 0.8, 0.79]
     h = [{"step": 50 * i, "val_auc": a} for i, a in enumerate(aucs)]
     # window means: .75, .667, .733, .70, .797, .795 -> step 200 (the single best is step 50)

@@ -31,7 +31,7 @@ def one_torch_thread():
 def floor_ckpt(tmp_path_factory) -> Path:
     """A ``motion_floor`` checkpoint on the small extraction spec (no training: quick, deterministic)."""
     from patchvad.features.extract import extract_dataset
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     base = tmp_path_factory.mktemp("floor")
     rows = []

@@ -166,7 +166,7 @@ def _tiny_model(tmp_path: Path):
     import importlib.util
 
     from patchvad.config import ModelConfig, RunConfig, TrainConfig
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     spec = importlib.util.spec_from_file_location("toydata", Path(__file__).parents[1] / "model" / "toydata.py")
     toydata = importlib.util.module_from_spec(spec)

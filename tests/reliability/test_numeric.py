@@ -67,7 +67,7 @@ def _metrics_json(path: Path) -> dict:
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_non_finite_features_are_refused_before_training(toy, tmp_path: Path, value: float) -> None:
     from patchvad.inference import test
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     data, feats = toy
     result = fit(data, feats, tmp_path / "ok", method="motion_floor", config=CFG, log=None)
@@ -114,7 +114,7 @@ def test_extraction_producing_non_finite_features_fails_that_video_only(tmp_path
 def test_constant_score_model_gets_defined_metrics(toy, tmp_path: Path) -> None:
     """Constant features -> the motion floor scores every frame alike: AUC 0.5, AP = the anomalous share."""
     from patchvad.inference import test
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     data, feats = toy
     store = FeatureStore(feats)
@@ -180,7 +180,7 @@ def test_all_anomalous_test_set(tmp_path: Path) -> None:
 
 def test_one_class_training_sets_are_clear_errors(toy, tmp_path: Path) -> None:
     from patchvad.data.folder import write_manifest
-    from patchvad.train import fit
+    from patchvad.training import fit
 
     data, feats = toy
     lines = (data / "manifest.csv").read_text().splitlines()

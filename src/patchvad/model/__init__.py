@@ -9,7 +9,7 @@
     methods/       one file per method and the method registry
     selections/    one file per selection rule and the selection registry
 
-Training lives in ``patchvad.train``, inference in ``patchvad.inference``, the experiment
+Training lives in ``patchvad.training``, inference in ``patchvad.inference``, the experiment
 harness (methods x seeds -> fit, test, evaluate) in ``patchvad.compare``; this package
 imports none of them.
 """
