@@ -183,6 +183,33 @@ def test_smoothed_selection_prefers_a_good_stretch_over_one_lucky_evaluation():
     assert smoothed_best([{"step": 0, "val_auc": None}, {"step": 5, "val_auc": None}], 3) == 5
 
 
+def test_validation_auc_and_bag_threshold_known_answers():
+    from patchvad.training import bag_threshold, video_auc
+    # pairs (anomalous > normal): 0.8>0.1, 0.8>0.4, 0.35>0.1 yes; 0.35>0.4 no -> 3/4
+    assert video_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert video_auc(np.array([0.1, 0.2]), np.array([1, 1])) is None
+    # J = 1 only between 0.1 (normal) and 0.3 (anomalous): the midpoint 0.2
+    assert bag_threshold(np.array([0.1, 0.3, 0.8]), np.array([0, 1, 1])) == 0.5 * (0.1 + 0.3)
+    # one class: J is undefined, the median score; no score at all: 0.5
+    assert bag_threshold(np.array([0.2, 0.9, 0.4], dtype=np.float32), np.array([1, 1, 1])) == float(np.float32(0.4))
+    assert bag_threshold(np.array([]), np.array([])) == 0.5
+
+
+def test_diverged_training_is_a_clear_error(toy, tmp_path, monkeypatch):
+    from patchvad.model.methods.proximity import Proximity
+    real = Proximity.loss
+
+    def diverged(self, model, x, mask, lengths, labels, net=None):
+        loss, terms, bags = real(self, model, x, mask, lengths, labels, net)
+        return loss, terms, bags * float("nan")
+
+    monkeypatch.setattr(Proximity, "loss", diverged)
+    data, feats = toy
+    cfg = RunConfig(model=SMALL.model, train=TrainConfig(steps=2, batch_size=4, eval_every=2, log_every=2))
+    with pytest.raises(ConfigError, match="bag scores hold NaN or inf: the training diverged; lower train.lr"):
+        fit(data, feats, tmp_path / "run", method="proximity", config=cfg, log=None)
+
+
 def test_disk_cache_gives_the_same_training(toy, tmp_path):
     data, feats = toy
 

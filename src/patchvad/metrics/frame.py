@@ -70,6 +70,19 @@ def threshold_counts(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
     return tps, fps, s_sorted[ends]
 
 
+def _class_sizes(tps: np.ndarray, fps: np.ndarray) -> tuple[int, int]:
+    """Positives and negatives from cumulative counts ``(K,)``; both must occur for a ROC.
+
+    Raises:
+        UndefinedMetricError: only one class occurs.
+    """
+    n_pos = int(tps[-1]) if tps.size else 0
+    n_neg = int(fps[-1]) if fps.size else 0
+    if n_pos == 0 or n_neg == 0:
+        raise UndefinedMetricError(f"ROC needs both classes; got {n_pos} positive and {n_neg} negative items")
+    return n_pos, n_neg
+
+
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve at every distinct threshold.
 
@@ -86,10 +99,7 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
         UndefinedMetricError: only one class occurs in ``labels``.
     """
     tps, fps, thresholds = threshold_counts(labels, scores)
-    n_pos = int(tps[-1]) if tps.size else 0
-    n_neg = int(fps[-1]) if fps.size else 0
-    if n_pos == 0 or n_neg == 0:
-        raise UndefinedMetricError(f"ROC needs both classes; got {n_pos} positive and {n_neg} negative items")
+    n_pos, n_neg = _class_sizes(tps, fps)
     fpr = np.r_[0.0, fps / n_neg]
     tpr = np.r_[0.0, tps / n_pos]
     return fpr, tpr, np.r_[np.inf, thresholds]
@@ -115,10 +125,7 @@ def frame_auc(labels: np.ndarray, scores: np.ndarray, exact: bool = False) -> fl
         fpr, tpr, _ = roc_curve(labels, scores)
         return float(np.trapezoid(tpr, fpr))
     tps, fps, _ = threshold_counts(labels, scores)
-    n_pos = int(tps[-1]) if tps.size else 0
-    n_neg = int(fps[-1]) if fps.size else 0
-    if n_pos == 0 or n_neg == 0:
-        raise UndefinedMetricError(f"ROC needs both classes; got {n_pos} positive and {n_neg} negative items")
+    n_pos, n_neg = _class_sizes(tps, fps)
     # Each step of the curve adds its new negatives times the positives above them
     # (twice: all positives above the step plus those above the previous one, i.e.
     # the tied positives count half). Integers throughout, one rounding at the end.
@@ -172,8 +179,7 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray, midpoints: bool = F
         return float(thresholds[1:][int(np.argmax(j))])
     y, s = _check_labels_scores(labels, scores)
     pos, neg = np.sort(s[y]), np.sort(s[~y])
-    if pos.size == 0 or neg.size == 0:
-        raise UndefinedMetricError(f"ROC needs both classes; got {pos.size} positive and {neg.size} negative items")
+    _class_sizes(np.array([pos.size]), np.array([neg.size]))
     cand = np.unique(s)
     mids = np.concatenate([[cand[0] - 1e-6], 0.5 * (cand[1:] + cand[:-1]), [cand[-1] + 1e-6]])
     # Items with score >= each candidate, counted exactly (a midpoint that rounds onto
