@@ -83,7 +83,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from patchvad.training import fit_command
 
     fit_command(Path(args.data), Path(args.features), Path(args.out), method=args.method, seed=args.seed,
-                config=Path(args.config) if args.config else None, resume=args.resume, quiet=args.quiet)
+                config=Path(args.config) if args.config else None, resume=args.resume, quiet=args.quiet,
+                oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None)
     return 0
 
 
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default=None)
     p.add_argument("--resume", action="store_true", help="continue from RUN/train_state.safetensors")
+    p.add_argument("--oracle-labels", default=None, metavar="DIR",
+                   help="training ground truth for --method oracle only (patchvad synth ... --oracle-labels DIR)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fit)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patchvad.data.folder import write_manifest, write_tracks
+from patchvad.data.folder import write_frame_labels, write_manifest, write_tracks
 from patchvad.features.backbones import FeatureSpec
 from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import FeatureStore
@@ -76,8 +76,12 @@ def toy_video(rng: np.random.Generator, grid: tuple[int, int], n_snippets: int, 
 
 
 def make_toy_dataset(root: Path, feats: Path, n_train: int = 60, n_test: int = 20, grid: tuple[int, int] = (8, 8),
-                     seed: int = 0, snippets: tuple[int, int] = (12, 20)) -> FeatureSpec:
-    """Write the dataset folder ``root`` and the feature store ``feats``; half the videos are anomalous."""
+                     seed: int = 0, snippets: tuple[int, int] = (12, 20), oracle_dir: Path | None = None) -> FeatureSpec:
+    """Write the dataset folder ``root`` and the feature store ``feats``; half the videos are anomalous.
+
+    ``oracle_dir``: also write the TRAINING videos' ground truth there (the layout of
+    ``patchvad synth --oracle-labels``), for the supervised oracle; never under ``root``.
+    """
     rng = np.random.default_rng(seed)
     spec = toy_spec(grid)
     store = FeatureStore(feats, spec)
@@ -99,15 +103,22 @@ def make_toy_dataset(root: Path, feats: Path, n_train: int = 60, n_test: int = 2
             (root / "videos" / f"{stem}.mp4").write_bytes(b"")
             rows.append({"video": f"videos/{stem}.mp4", "split": split, "label": label, "class": "toy",
                          "frames": frames, "fps": 25, "width": width, "height": height})
-            if split == "test" and event is not None:
+            regions = []
+            if event is not None:
                 t0, t1, i, j = event
                 cw, ch = width / gw, height / gh
-                regions = []
                 for f in range(t0 * 16, min(t1 * 16, frames)):
                     # the object: the middle half of its cell
                     regions.append((0, f, int(j * cw + cw / 4), int(i * ch + ch / 4), int(j * cw + 3 * cw / 4) - 1,
                                     int(i * ch + 3 * ch / 4) - 1))
+            if split == "test" and regions:
                 write_tracks(root, stem, regions)
+            if split == "train" and oracle_dir is not None:
+                labels = np.zeros(frames, dtype=np.uint8)
+                labels[[r[1] for r in regions]] = 1
+                write_frame_labels(oracle_dir, stem, labels)
+                if regions:
+                    write_tracks(oracle_dir, stem, regions)
     write_manifest(root, rows)
     store.write_index()
     return spec

@@ -15,7 +15,8 @@ import torch
 
 
 def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, signs: torch.Tensor,
-            gen: torch.Generator, rows: np.ndarray | None = None, batch: int | None = None) -> torch.Tensor:
+            gen: torch.Generator, rows: np.ndarray | None = None, batch: int | None = None,
+            targets: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Training augmentation of a padded batch ``(B, T, Gh, Gw, C)``.
 
     ``hflip``: each video mirrored left-right with that probability (grid axis and the
@@ -28,6 +29,9 @@ def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, sig
     whole global batch (as in one process) and this share's rows are applied, so
     every rank's generator stays in step and each video gets the augmentation it would
     get in a single-process run.
+
+    ``targets`` ``(B, T, Gh, Gw)`` (cell labels of the supervised oracle): mirrored with
+    their videos and returned beside ``x``; the draws are the same with or without them.
     """
     full = x.shape[0] if rows is None else int(batch)
     pick = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
@@ -36,12 +40,14 @@ def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, sig
         flip = (flip if pick is None else flip[pick]).to(x.device)
         if bool(flip.any()):
             x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(3) * signs, x)
+            if targets is not None:
+                targets = torch.where(flip.view(-1, 1, 1, 1), targets.flip(3), targets)
     if noise > 0:
         eps = torch.randn((full, *x.shape[1:]), generator=gen)
         eps = (eps if pick is None else eps[pick]).to(x.device) * noise
         eps[..., 0] = 0.0
         x = x + eps * mask.to(x.dtype).view(*mask.shape, 1, 1, 1)
-    return x
+    return x if targets is None else (x, targets)
 
 
 class BatchShare:

@@ -150,6 +150,14 @@ def pad_batch(videos: list[torch.Tensor], device: torch.device, tmax: int | None
     return x.to(device), mask.to(device), lengths
 
 
+def pad_targets(targets: list[torch.Tensor], tmax: int, device: torch.device) -> torch.Tensor:
+    """Cell targets ``(T_i, Gh, Gw)`` padded with zeros to ``(B, tmax, Gh, Gw)`` float32, like :func:`pad_batch`."""
+    out = torch.zeros((len(targets), int(tmax), *targets[0].shape[1:]), dtype=torch.float32)
+    for i, y in enumerate(targets):
+        out[i, :y.shape[0]] = y.float()
+    return out.to(device)
+
+
 class EncodedVideos:
     """Encoded, pooled training / validation videos: ``videos[i]`` -> ``(T_i, Gh, Gw, C)`` float16.
 

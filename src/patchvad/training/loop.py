@@ -63,9 +63,11 @@ from patchvad.training.data import (
     encode_videos,
     encoded_size,
     pad_batch,
+    pad_targets,
     split_train_val,
 )
 from patchvad.training.state import STATE_FILE, load_state, save_state, trim_log
+from patchvad.training.targets import oracle_targets
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -143,13 +145,14 @@ def bag_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 @torch.no_grad()
 def evaluate_bags(model: AnomalyModel, videos, labels: list[int],
                   device: torch.device, batch_size: int = VAL_BATCH,
-                  ctx: distributed.Context = distributed.SINGLE) -> dict:
+                  ctx: distributed.Context = distributed.SINGLE, targets: list | None = None) -> dict:
     """Bag scores, video AUC and mean loss over videos.
 
     Distributed (``ctx``): the batches are shared out round robin between the ranks
     (``videos`` needs to hold only this rank's), each rank scores its batches exactly
     as one process would, and the bag scores and batch losses are merged exactly, so
     every rank returns the same numbers, equal to a single process's on the same weights.
+    ``targets``: the videos' ``(T, Gh, Gw)`` cell targets (the oracle's validation loss).
 
     Returns:
         ``{"bags": (N,) float32, "val_auc": float | None, "val_loss": float}``.
@@ -165,8 +168,10 @@ def evaluate_bags(model: AnomalyModel, videos, labels: list[int],
     for k, i in enumerate(starts):
         if val_batch_owner(k, ctx) != ctx.rank:
             continue
-        x, mask, lengths = pad_batch([videos[j] for j in range(i, min(n, i + batch_size))], device)
-        loss, _, b = model.impl.loss(model, x, mask, lengths, labels[i:i + batch_size], None)
+        rows = range(i, min(n, i + batch_size))
+        x, mask, lengths = pad_batch([videos[j] for j in rows], device)
+        extra = {} if targets is None else {"targets": pad_targets([targets[j] for j in rows], x.shape[1], device)}
+        loss, _, b = model.impl.loss(model, x, mask, lengths, labels[i:i + batch_size], None, **extra)
         bags[i:i + len(lengths)] = b.cpu()
         losses[k] = float(loss) * len(lengths)
     model.train()
@@ -227,6 +232,9 @@ class _Job:
     tr: list = field(default_factory=list)
     va: list = field(default_factory=list)
     model: AnomalyModel | None = None
+    oracle_labels: Path | None = None
+    train_targets: list | None = None
+    val_targets: list | None = None
 
     def write_log(self, record: dict) -> None:
         """Append one record to ``RUN/train_log.jsonl`` (rank 0 only)."""
@@ -236,7 +244,8 @@ class _Job:
 
     def evaluate(self, videos) -> dict:
         """:func:`evaluate_bags` of the validation videos with this job's model."""
-        return evaluate_bags(self.model, videos, [e.label for e in self.va], self.device, ctx=self.ctx)
+        return evaluate_bags(self.model, videos, [e.label for e in self.va], self.device, ctx=self.ctx,
+                             targets=self.val_targets)
 
 
 class _Loop:
@@ -313,28 +322,33 @@ class _Loop:
             if self.step % tc.eval_every == 0 or self.step == tc.steps:
                 self._checkpoint()
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, list[int], np.ndarray]:
-        """The next (share of a) balanced batch, padded and augmented, and its video indices."""
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, list[int], np.ndarray, torch.Tensor | None]:
+        """The next (share of a) balanced batch, padded and augmented, its video indices and cell targets."""
         job, tc, ctx = self.job, self.job.cfg.train, self.job.ctx
+        rows = batch = None
         if not ctx.distributed:
             idx = self.sampler.next()
             x, mask, lengths = pad_batch([self.videos[i] for i in idx], job.device)
-            x = augment(x, mask, tc.hflip, tc.input_noise, self.flip_signs, self.gen)
-            return x, mask, lengths, idx
-        batch_idx, rows = self.sampler.next_share(ctx.rank, ctx.world_size)
-        idx = batch_idx[rows]
-        tmax = max(self.videos.length(int(i)) for i in batch_idx)     # padded as the whole batch would be
-        x, mask, lengths = pad_batch([self.videos[i] for i in idx], job.device, tmax=tmax)
-        x = augment(x, mask, tc.hflip, tc.input_noise, self.flip_signs, self.gen, rows=rows, batch=len(batch_idx))
-        self.share.set(rows, len(batch_idx))
-        return x, mask, lengths, idx
+        else:
+            batch_idx, rows = self.sampler.next_share(ctx.rank, ctx.world_size)
+            idx, batch = batch_idx[rows], len(batch_idx)
+            tmax = max(self.videos.length(int(i)) for i in batch_idx)     # padded as the whole batch would be
+            x, mask, lengths = pad_batch([self.videos[i] for i in idx], job.device, tmax=tmax)
+            self.share.set(rows, batch)
+        if job.train_targets is None:
+            x = augment(x, mask, tc.hflip, tc.input_noise, self.flip_signs, self.gen, rows=rows, batch=batch)
+            return x, mask, lengths, idx, None
+        y = pad_targets([job.train_targets[i] for i in idx], x.shape[1], job.device)
+        x, y = augment(x, mask, tc.hflip, tc.input_noise, self.flip_signs, self.gen, rows=rows, batch=batch, targets=y)
+        return x, mask, lengths, idx, y
 
     def _step(self) -> None:
         """One AdamW step; its loss terms join the running means."""
         model, tc = self.job.model, self.job.cfg.train
-        x, mask, lengths, idx = self._batch()
+        x, mask, lengths, idx, targets = self._batch()
         y = [int(self.labels[i]) for i in idx]
-        loss, terms, _ = model.impl.loss(model, x, mask, lengths, y, self.net)
+        extra = {} if targets is None else {"targets": targets}
+        loss, terms, _ = model.impl.loss(model, x, mask, lengths, y, self.net, **extra)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()                 # DDP: gradients averaged over the ranks' equal shares here
         if tc.grad_clip > 0:
@@ -429,7 +443,7 @@ def _resolve_config(method: str, config: RunConfig | str | Path | None) -> RunCo
 
 def fit(data_root: str | Path, features: str | Path, out: str | Path, method: str = "proximity", seed: int = 0,
         config: RunConfig | str | Path | None = None, resume: bool = False,
-        log: Callable[[str], None] | None = _default_log) -> FitResult:
+        log: Callable[[str], None] | None = _default_log, oracle_labels: str | Path | None = None) -> FitResult:
     """Train ``method`` on the training videos of ``data_root`` and write ``out``.
 
     Args:
@@ -442,13 +456,20 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
         config: a RunConfig, a YAML path, or None for the defaults.
         resume: continue from ``RUN/train_state.safetensors`` (the config must match).
         log: progress sink (None: silent).
+        oracle_labels: folder of the training videos' ground truth (``patchvad synth ...
+            --oracle-labels DIR``), read only by methods trained on cells (``oracle``);
+            refused for every weakly supervised method.
 
     Returns:
         :class:`FitResult`.
+
+    Raises:
+        ConfigError: ``oracle_labels`` given to a weak method, or missing for the oracle.
     """
     start_time = time.perf_counter()
     log = log or (lambda _msg: None)
     cfg = _resolve_config(method, config)
+    _check_oracle_labels(cfg.method, oracle_labels)
     tc = cfg.train
     device = torch.device("cuda" if tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
                           else "cpu")
@@ -458,12 +479,27 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
                 device = torch.device("cuda", ctx.local_rank)
             if not ctx.is_main:
                 log = lambda _msg: None  # noqa: E731 - rank 0 reports
-        return _fit(_Job(cfg, Path(out), seed, device, ctx, log, start_time), data_root, features, resume)
+        job = _Job(cfg, Path(out), seed, device, ctx, log, start_time,
+                   oracle_labels=None if oracle_labels is None else Path(oracle_labels))
+        return _fit(job, data_root, features, resume)
+
+
+def _check_oracle_labels(method: str, oracle_labels: str | Path | None) -> None:
+    """Only a method trained on cells reads training ground truth, and it needs it."""
+    needs = get_method(method).needs_cell_targets
+    if needs and oracle_labels is None:
+        raise ConfigError(f"method '{method}' is trained on the training videos' ground-truth cells: give "
+                          f"--oracle-labels DIR (written by patchvad synth ROOT --oracle-labels DIR)")
+    if not needs and oracle_labels is not None:
+        raise ConfigError(f"method '{method}' learns from video-level labels only and never reads training "
+                          f"ground truth; --oracle-labels is for --method oracle", path=oracle_labels)
 
 
 def _fit(job: _Job, data_root: str | Path, features: str | Path, resume: bool) -> FitResult:
     _set_up(job, resume)
     _load_split(job, data_root, features)
+    if job.oracle_labels is not None:
+        _load_targets(job)
     _fit_normaliser(job)
     job.model.to(job.device)
     trained = job.model.impl.trained and job.cfg.train.steps > 0
@@ -522,6 +558,19 @@ def _load_split(job: _Job, data_root: str | Path, features: str | Path) -> None:
             f"validation, device {job.device}"
             + (f", {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""))
     job.store, job.tr, job.va = store, tr, va
+
+
+def _load_targets(job: _Job) -> None:
+    """Pooled cell targets of the training and validation videos (the oracle only)."""
+    assert job.store is not None and job.oracle_labels is not None
+    tc, grid = job.cfg.train, tuple(job.store.spec.grid)
+
+    def targets(entries: list) -> list[torch.Tensor]:
+        maps = [job.store.load(e.stem, mmap=True).snippets for e in entries]
+        return oracle_targets(job.oracle_labels, entries, maps, grid, tc.max_snippets, tc.upsample_short)
+
+    job.train_targets, job.val_targets = targets(job.tr), targets(job.va)
+    job.log(f"cell targets of {len(job.tr) + len(job.va)} videos from {job.oracle_labels}")
 
 
 def _fit_normaliser(job: _Job) -> None:
@@ -616,7 +665,8 @@ def _finish(job: _Job, val_videos, best_step: int, steps: int, history: list[dic
 
 def fit_command(data: str | Path | argparse.Namespace, features: str | Path | None = None,
                 out: str | Path | None = None, method: str = "proximity", seed: int = 0,
-                config: RunConfig | str | Path | None = None, resume: bool = False, quiet: bool = False) -> FitResult:
+                config: RunConfig | str | Path | None = None, resume: bool = False, quiet: bool = False,
+                oracle_labels: str | Path | None = None) -> FitResult:
     """Body of ``patchvad fit``: train, print one summary line, return the FitResult.
 
     Accepts the paths directly (``fit_command(data, features, out, method=..., ...)``)
@@ -627,8 +677,9 @@ def fit_command(data: str | Path | argparse.Namespace, features: str | Path | No
         a = data
         data, features, out, method, seed = a.data, a.features, a.out, a.method, a.seed
         config, resume, quiet = a.config, a.resume, getattr(a, "quiet", False)
+        oracle_labels = getattr(a, "oracle_labels", None)
     res = fit(data, features, out, method=method, seed=seed, config=config, resume=resume,
-              log=None if quiet else _default_log)
+              log=None if quiet else _default_log, oracle_labels=oracle_labels)
     val = "n/a" if res.val_auc is None else f"{res.val_auc:.4f}"
     procs = f", {res.world_size} processes" if res.world_size > 1 else ""
     procs += f", effective batch {res.batch_size}" if res.world_size > 1 and res.batch_size else ""

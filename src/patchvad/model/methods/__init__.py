@@ -7,6 +7,7 @@
     sultani.py       Sultani et al. ranking MIL
     motion_floor.py  no training: scene-relative motion
     random.py        chance level
+    oracle.py        supervised upper bound (ground-truth cells of the training videos)
 
 A new method: one file with a :class:`Method` subclass and one line in ``METHODS``
 below (or :func:`register_method` from outside the package). The CLI's ``--method``
@@ -18,6 +19,7 @@ from __future__ import annotations
 from patchvad.errors import ConfigError
 from patchvad.model.methods.base import Method, PatchMILMethod, VideoMILMethod
 from patchvad.model.methods.motion_floor import MotionFloor
+from patchvad.model.methods.oracle import Oracle
 from patchvad.model.methods.plain_topk import PlainTopK
 from patchvad.model.methods.proximity import Proximity
 from patchvad.model.methods.random import Random
@@ -31,6 +33,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Sultani(),
     MotionFloor(),
     Random(),
+    Oracle(),
 )}
 
 

@@ -52,6 +52,10 @@ class Method:
             methods whose scores do not depend on the input).
         seeded: its output depends on the seed (False: one seed says everything, so
             harnesses run it once).
+        needs_cell_targets: trained on ground-truth cells of the training videos (the
+            supervised oracle); training then reads ``--oracle-labels`` and passes the
+            batch's ``(B, T, Gh, Gw)`` cell targets to :meth:`loss`. Weak methods never
+            receive them.
     """
 
     name: ClassVar[str] = ""
@@ -60,6 +64,7 @@ class Method:
     video_level: ClassVar[bool] = False
     uses_encoder: ClassVar[bool] = True
     seeded: ClassVar[bool] = True
+    needs_cell_targets: ClassVar[bool] = False
 
     def configure(self, cfg: RunConfig) -> RunConfig:
         """The method's switches applied to ``cfg`` (default: none)."""
@@ -78,8 +83,8 @@ class Method:
         return None
 
     def loss(self, model: AnomalyModel, x: torch.Tensor, mask: torch.Tensor, lengths: list[int],
-             labels: list[int], net: nn.Module | None = None) -> LossOutput:
-        """Loss of a padded batch (``net``: the module to call instead of ``model.net``).
+             labels: list[int], net: nn.Module | None = None, targets: torch.Tensor | None = None) -> LossOutput:
+        """Loss of a padded batch (``net``: the module to call instead of ``model.net``; ``targets``: cell labels).
 
         Default: :class:`~patchvad.model.losses.MILLoss` of the patch scores. Untrained
         methods are scored with it too: their validation bag scores set the threshold.
@@ -127,7 +132,7 @@ class VideoMILMethod(Method):
         raise NotImplementedError
 
     def loss(self, model: AnomalyModel, x: torch.Tensor, mask: torch.Tensor, lengths: list[int],
-             labels: list[int], net: nn.Module | None = None) -> LossOutput:
+             labels: list[int], net: nn.Module | None = None, targets: torch.Tensor | None = None) -> LossOutput:
         """:meth:`video_loss`; bag score = mean of the top-``w`` snippet scores, ``w = floor(T/16) + 1``."""
         assert model.net is not None
         a = model.net(x, mask) if net is None else net(x, mask)
