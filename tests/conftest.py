@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -12,6 +14,30 @@ from patchvad.io.video import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def under_ci() -> bool:
+    """True when the environment variable CI says so (``true``, ``1`` or ``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test for a missing outside resource; under CI (``CI=true``) fail instead.
+
+    A green CI run must not hide tests that never ran (the adapter, metric and video
+    tests on the shared data, the report in a real browser).
+    """
+    if under_ci():
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_shared(*parts: str) -> Path:
+    """``SHARED_DATA/<parts>``; the test is skipped when it is missing (failed under CI)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        skip_or_fail(f"{path} not found: the tests' real data is expected in <repo>/../shared/data")
+    return path
 
 
 def moving_square_frames(n: int = 40, size: tuple[int, int] = (96, 64), square: int = 12, speed: int = 2,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, moving_square_frames, write_vfr_video
+from conftest import moving_square_frames, require_shared, write_vfr_video
 from patchvad.errors import VideoError
 from patchvad.features.snippets import iter_snippets
 from patchvad.io.video import VideoReader, VideoWriter, clock_times, is_variable_rate, probe, rgb_to_yuv420p, write_video
@@ -141,9 +141,8 @@ def test_writer_rejects_wrong_frame_size(tmp_path: Path) -> None:
     writer.abort()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "vtest" / "vtest.avi").exists(), reason="shared/data not present")
 def test_real_footage_probe() -> None:
-    info = probe(SHARED_DATA / "vtest" / "vtest.avi")
+    info = probe(require_shared("vtest", "vtest.avi"))
     assert (info.frame_count, info.width, info.height) == (795, 768, 576)
     assert info.fps == pytest.approx(10.0)
 

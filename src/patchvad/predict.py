@@ -23,8 +23,12 @@ from __future__ import annotations
 import glob
 import io
 import json
+import shutil
 import sys
+import tempfile
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +85,10 @@ class Detection:
             fps`` for a constant-rate video, the real clock where it differs).
         variable_rate: the source's timestamps differ from ``frame / fps`` by more than
             half a frame somewhere.
+        frames_copy: for a source that cannot be read a second time (a URL, a camera),
+            a temporary local copy of its decoded frames, which :func:`write_detection`
+            draws the overlay and thumbnails from; removed when the Detection is
+            garbage collected (or at exit). None for files and frame folders.
     """
 
     source: str
@@ -101,6 +109,7 @@ class Detection:
     seconds: float = 0.0
     frame_times: np.ndarray | None = None
     variable_rate: bool = False
+    frames_copy: Path | None = None
 
     @property
     def frame_count(self) -> int:
@@ -227,7 +236,16 @@ class Detector:
 
         t0 = time.perf_counter()
         presented: list[float] = []
-        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size, times=presented)
+        # A URL or camera gives its frames once: keep them for the overlay, drawn after scoring.
+        copy = _FrameCopy() if is_live_source(source) else None
+        try:
+            feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size,
+                                                   times=presented, natives=None if copy is None else copy.add)
+            copied = None if copy is None else copy.close()
+        except BaseException:
+            if copy is not None:
+                copy.discard()
+            raise
         # Stored features are float16; score exactly what training and testing see.
         vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
         pred = predict_video(self.model, vf, self.box_cfg)
@@ -237,11 +255,15 @@ class Detector:
         frame_times = clock_times(presented, fps, real=variable_rate)
         events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, fps, min_gap,
                               frame_times)
-        return Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
-                         height=int(facts["height"]), frame_scores=pred.frame_scores,
-                         snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
-                         frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
-                         seconds=time.perf_counter() - t0, frame_times=frame_times, variable_rate=variable_rate)
+        det = Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
+                        height=int(facts["height"]), frame_scores=pred.frame_scores,
+                        snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
+                        frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
+                        seconds=time.perf_counter() - t0, frame_times=frame_times, variable_rate=variable_rate,
+                        frames_copy=copied)
+        if copy is not None:
+            weakref.finalize(det, copy.discard)
+        return det
 
     def _stored(self, feats: np.ndarray) -> np.ndarray:
         """Backbone output as the feature store holds it: float16, projected when the model was trained so."""
@@ -381,6 +403,48 @@ class Detector:
 # -- writing outputs ------------------------------------------------------------------
 
 
+class _FrameCopy:
+    """A temporary local H.264 copy of the frames of a source that cannot be read twice.
+
+    Frames are added from the decoding thread (:func:`extract_video`'s ``natives``).
+    The copy is near-lossless (crf 12): the overlay drawn from it is encoded once more.
+    Its rate is nominal; only the frames are read back, in order.
+    """
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="patchvad-frames-"))
+        self.path = self.folder / "frames.mp4"
+        self._writer: VideoWriter | None = None
+        self._lock = threading.Lock()
+        self._done = False
+
+    def add(self, frame: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 RGB frame."""
+        with self._lock:
+            if self._done:
+                return
+            if self._writer is None:
+                self._writer = VideoWriter(self.path, 25.0, (frame.shape[1], frame.shape[0]), crf=12)
+            self._writer.write(frame)
+
+    def close(self) -> Path:
+        """Finish the file; returns its path."""
+        with self._lock:
+            self._done = True
+            if self._writer is None:
+                raise VideoError("no frames were decoded", path=self.path)
+            self._writer.close()
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the copy (and a half-written one)."""
+        with self._lock:
+            self._done = True
+            if self._writer is not None:
+                self._writer.abort()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class _OverlaySink:
     """Draws and writes overlay frames as they come; grabs event thumbnails."""
 
@@ -445,9 +509,11 @@ def write_detection(det: Detection, out: Path, overlay: bool = True, thumbnails:
     folder = write_prediction(out, det.stem, det.frame_scores, det.boxes, det.maps, det.frame_to_snippet)
     atomic_write_text(folder / "scores.csv", _scores_csv(det))
     peak_frames = {ev.peak_frame: k for k, ev in enumerate(det.events)}
-    if (overlay or thumbnails) and not is_live_source(det.source):
+    # A URL or camera cannot be read again: its frames come from the copy made while scoring.
+    frames_from = det.frames_copy or (None if is_live_source(det.source) else det.source)
+    if (overlay or thumbnails) and frames_from is not None:
         sink = _OverlaySink(folder / "overlay.mp4", det.fps, det.threshold, det.frame_count) if overlay else None
-        reader = VideoReader(det.source)
+        reader = VideoReader(frames_from)
         f2s = det.frame_to_snippet
         try:
             for f, frame in enumerate(reader.frames()):

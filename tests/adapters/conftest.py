@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SHARED
+from conftest import require_shared
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real annotation files; the test is skipped (with the reason) when absent."""
-    if not (SHARED / "README.md").is_file():
-        pytest.skip(f"real annotation files not found at {SHARED} (expected <repo>/../shared/data)")
-    return SHARED
+    """The real annotation files; the test is skipped (with the reason) when absent, failed under CI=true."""
+    return require_shared("README.md").parent

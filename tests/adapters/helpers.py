@@ -15,8 +15,6 @@ from pathlib import Path
 
 from patchvad.data.adapters.common import MediaInfo
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 def copy_files(src_root: Path, dst_root: Path, mapping: Mapping[str, str]) -> None:
     """Copy ``src_root/<key>`` to ``dst_root/<value>`` (files or whole folders)."""

@@ -7,22 +7,24 @@ the repository, never copied into the package.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA, require_shared
 from patchvad.metrics import MetricWarning, SpatialAccumulator, evaluate_folder
 from patchvad.predictions import write_prediction
 
 from .helpers import build_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-TOY = (REPO / "../shared/data/rbdc_tbdc_toy").resolve()
+TOY = SHARED_DATA / "rbdc_tbdc_toy"
 STEMS = ("01", "02")
 FRAMES = 5
 
-pytestmark = pytest.mark.skipif(not TOY.is_dir(), reason=f"RBDC/TBDC toy fixtures not found at {TOY}")
+
+@pytest.fixture(autouse=True)
+def _toy_fixtures_present() -> None:
+    """Skipped without the shared data; failed under CI=true."""
+    require_shared("rbdc_tbdc_toy")
 
 
 def _load(kind: str, stem: str) -> np.ndarray:

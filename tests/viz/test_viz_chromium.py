@@ -8,10 +8,9 @@ except under CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+from conftest import skip_or_fail
 
 from .helpers import PAGE_PROBE, Chromium, find_chromium
 
@@ -19,11 +18,8 @@ from .helpers import PAGE_PROBE, Chromium, find_chromium
 def _chromium_or_skip() -> str:
     exe = find_chromium()
     if exe is None:
-        reason = ("headless Chromium not found (Debian: apt-get install -y chromium; or set PATCHVAD_CHROMIUM) "
-                  "- needed to check report.html in a browser")
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
+        skip_or_fail("headless Chromium not found (Debian: apt-get install -y chromium; or set PATCHVAD_CHROMIUM) "
+                     "- needed to check report.html in a browser")
     return exe
 
 

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +71,8 @@ def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
 
 
 def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_size: int = 8,
-                  times: list[float] | None = None) -> tuple[np.ndarray, SnippetMap, dict]:
+                  times: list[float] | None = None,
+                  natives: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, SnippetMap, dict]:
     """Patch features of one video.
 
     Args:
@@ -80,6 +81,10 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
         batch_size: snippets per backbone call.
         times: if given, receives every frame's presentation time in seconds
             (:meth:`VideoReader.frames`).
+        natives: if given, called with every decoded frame at its own size, ``(H, W, 3)``
+            uint8 RGB, in order, from the same decode as the features
+            (:meth:`VideoReader.frame_pairs`: the features are those of a plain read).
+            For sources that cannot be read a second time (a URL, a camera).
 
     Returns:
         ``features (T, Gh, Gw, D) float32``, the snippet map over the decoded frames,
@@ -90,7 +95,15 @@ def extract_video(source: str | Path, extractor: PatchFeatureExtractor, batch_si
     """
     spec = extractor.spec
     reader = VideoReader(source)
-    frames = _prefetch(reader.frames(size=spec.input_size, times=times))
+    if natives is None:
+        frames = _prefetch(reader.frames(size=spec.input_size, times=times))
+    else:
+        def handed_on() -> Iterator[np.ndarray]:
+            for native, small in reader.frame_pairs(spec.input_size, times=times):
+                natives(native)
+                yield small
+
+        frames = _prefetch(handed_on())
     batch: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     starts: list[int] = []
