@@ -17,10 +17,14 @@ from patchvad.model.methods import METHODS
 
 
 def _grid(text: str) -> int | tuple[int, int]:
-    if "x" in text:
-        h, w = text.lower().split("x")
-        return (int(h), int(w))
-    return int(text)
+    """``--grid``: ``N`` or ``HxW``; anything else is a usage error (exit status 2), not a traceback."""
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return (int(h), int(w))
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not N or HxW (e.g. 14 or 7x9)") from None
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -48,7 +52,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from patchvad.features.extract import extract_command
 
-    report = extract_command(Path(args.root), Path(args.out), backbone=args.backbone, grid=_grid(args.grid),
+    report = extract_command(Path(args.root), Path(args.out), backbone=args.backbone, grid=args.grid,
                              input_size=args.input_size, snippet_len=args.snippet_len, stride=args.stride,
                              passes=args.passes, motion=not args.no_motion, device=args.device,
                              batch_size=args.batch_size, splits=tuple(args.splits.split(",")),
@@ -200,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="dataset folder (manifest.csv)")
     p.add_argument("--out", required=True, help="feature folder")
     p.add_argument("--backbone", default="effnet-lite0")
-    p.add_argument("--grid", default="14", help="cells per side, or HxW (default 14)")
+    p.add_argument("--grid", default="14", type=_grid, help="cells per side, or HxW (default 14)")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--snippet-len", type=int, default=16)
     p.add_argument("--stride", type=int, default=None)
