@@ -1,23 +1,34 @@
-"""The main job end to end on the tiny preset: every output exists and agrees."""
+"""The main job end to end on the tiny preset: every output exists and agrees.
+
+``patchvad demo --ablate`` runs through the command line. The ablation is cut to one
+factor with two settings (one trained, the default reused): each setting is a whole fit,
+and the full table (15 settings) would cost minutes; every setting of the full table is
+checked without training in ``test_every_ablation_setting_changes_its_factor_only``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import pytest
 
-from patchvad.demo import DEMO_METHODS, run_demo
+from patchvad import cli, demo
+from patchvad.config import RunConfig
+from patchvad.demo import ABLATION, DEMO_METHODS, DEMO_PRESETS, run_demo
 from patchvad.errors import ConfigError
 from patchvad.io.video import probe
 
 
 @pytest.mark.slow
-def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
-    lines: list[str] = []
-    metrics = run_demo(tmp_path / "demo", preset="tiny", seeds=1, echo=lines.append)
+def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(demo, "ABLATION", {"k": ABLATION["k"][:2]})          # k = 2 (trained), 4 (the default)
     out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--preset", "tiny", "--seeds", "1", "--ablate"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     on_disk = json.loads((out / "metrics.json").read_text())
     assert set(on_disk["methods"]) == set(DEMO_METHODS)
     for method in DEMO_METHODS:
@@ -27,7 +38,6 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
                     "pauc", "pap"):
             assert key in entry["seeds"]["0"]
         assert (out / "models" / method / "seed0" / "model.safetensors").is_file()
-    assert on_disk["methods"]["proximity"]["mean"] == metrics["methods"]["proximity"]["mean"]
     # One overlay per anomaly type: the first test video of each type, by name.
     first: dict[str, str] = {}
     for line in sorted((out / "data" / "manifest.csv").read_text().splitlines()[1:]):
@@ -44,7 +54,24 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
     assert videos, "no overlay video on the page"
     for src in videos:
         assert probe(out / src).frame_count > 0
-    assert any("proximity" in line for line in lines)            # the terminal table
+    assert any(line.startswith("proximity ") for line in lines)            # the terminal table
+
+    # The ablation: k = 2 trained beside the main run, k = 4 (the default) is the main run itself.
+    ablation = on_disk["ablation"]
+    assert ablation["default"]["k"] == "4" and set(ablation["factors"]) == {"k"}
+    assert set(ablation["factors"]["k"]) == {"2", "4"}
+    main_run = on_disk["methods"]["proximity"]["mean"]
+    for key in ablation["metrics"]:
+        assert ablation["factors"]["k"]["4"]["mean"][key] == main_run[key]
+        assert math.isfinite(ablation["factors"]["k"]["2"]["mean"][key])
+    trained = out / "ablation" / "k=2" / "seed0"
+    assert RunConfig.load(trained / "model" / "config.yaml").loss.k == 2
+    assert (trained / "model" / "model.safetensors").is_file()
+    assert (trained / "predictions" / "inference.json").is_file()
+    assert not (out / "ablation" / "k=4").exists()
+    assert re.search(r'<table id="ablation"', html)
+    assert re.search(r'data-factor="k" data-setting="4">(?:(?!</tr>).)*<span class="tag">default</span>', html)
+    assert 'data-factor="k" data-setting="2"' in html
     # A rerun reuses every finished stage.
     again: list[str] = []
     run_demo(out, preset="tiny", seeds=1, echo=again.append)
@@ -52,3 +79,23 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
     # Another preset into the same folder would mix videos under the same names: refused.
     with pytest.raises(ConfigError, match="synth.json.*24 training \\+ 8 test videos"):
         run_demo(out, preset="small", seeds=1, echo=again.append)
+
+
+def test_every_ablation_setting_changes_its_factor_only() -> None:
+    """Each setting of ``--ablate``'s table is a valid configuration that differs from the
+    default proximity model in its own field only; exactly one setting per factor is the
+    default (the main run, reused rather than trained again)."""
+    tiny = DEMO_PRESETS["tiny"]
+    base = demo._config("proximity", tiny).to_dict()
+    for factor, settings in ABLATION.items():
+        defaults = 0
+        for name, override in settings:
+            cfg = demo._config("proximity", tiny, override).to_dict()
+            changed = {(section, key) for section in base for key in base[section] if isinstance(base[section], dict)
+                       and cfg[section][key] != base[section][key]}
+            wanted = {(section, key) for section, values in override.items() for key in values}
+            assert changed <= wanted, (factor, name, changed)
+            for section, values in override.items():
+                assert values.items() <= cfg[section].items(), (factor, name)
+            defaults += not changed
+        assert defaults == 1, f"{factor}: {defaults} settings equal the default model"
