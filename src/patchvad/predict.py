@@ -231,21 +231,28 @@ class Detector:
 
     # -- offline --------------------------------------------------------------------
     def predict(self, source: str | Path, min_gap: int | None = None) -> Detection:
-        """Score a whole video (file or frame folder) offline."""
+        """Score a whole video (file, frame folder, URL or camera) offline."""
+        if not is_live_source(source):
+            return self._predict(source, min_gap)
+        # A URL or camera gives its frames once: keep a copy for the overlay, drawn after scoring.
+        copy = _FrameCopy()
+        try:
+            det = self._predict(source, min_gap, natives=copy.add)
+            det.frames_copy = copy.close()
+        except BaseException:
+            copy.discard()
+            raise
+        weakref.finalize(det, copy.discard)
+        return det
+
+    def _predict(self, source: str | Path, min_gap: int | None,
+                 natives: Callable[[np.ndarray], None] | None = None) -> Detection:
         from patchvad.features.extract import extract_video
 
         t0 = time.perf_counter()
         presented: list[float] = []
-        # A URL or camera gives its frames once: keep them for the overlay, drawn after scoring.
-        copy = _FrameCopy() if is_live_source(source) else None
-        try:
-            feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size,
-                                                   times=presented, natives=None if copy is None else copy.add)
-            copied = None if copy is None else copy.close()
-        except BaseException:
-            if copy is not None:
-                copy.discard()
-            raise
+        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size, times=presented,
+                                               natives=natives)
         # Stored features are float16; score exactly what training and testing see.
         vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
         pred = predict_video(self.model, vf, self.box_cfg)
@@ -255,15 +262,11 @@ class Detector:
         frame_times = clock_times(presented, fps, real=variable_rate)
         events = self._events(pred.frame_scores, pred.snippet_scores, pred.boxes, snippets, fps, min_gap,
                               frame_times)
-        det = Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
-                        height=int(facts["height"]), frame_scores=pred.frame_scores,
-                        snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
-                        frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
-                        seconds=time.perf_counter() - t0, frame_times=frame_times, variable_rate=variable_rate,
-                        frames_copy=copied)
-        if copy is not None:
-            weakref.finalize(det, copy.discard)
-        return det
+        return Detection(source=str(source), stem=vf.stem, fps=fps, width=int(facts["width"]),
+                         height=int(facts["height"]), frame_scores=pred.frame_scores,
+                         snippet_scores=pred.snippet_scores, maps=pred.maps, boxes=pred.boxes,
+                         frame_to_snippet=pred.frame_to_snippet, events=events, threshold=self.threshold,
+                         seconds=time.perf_counter() - t0, frame_times=frame_times, variable_rate=variable_rate)
 
     def _stored(self, feats: np.ndarray) -> np.ndarray:
         """Backbone output as the feature store holds it: float16, projected when the model was trained so."""
