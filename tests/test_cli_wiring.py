@@ -81,27 +81,20 @@ def _synth(mp):
                                          lambda call: Path(call["root"]))}
 
 
-class _FakeExtractor:
-    made: list[dict] = []
-
-    def __init__(self, **kwargs):
-        _FakeExtractor.made.append(kwargs)
-        self.spec = SimpleNamespace()
-
-
 def _extract(mp, failed: dict | None = None):
     from patchvad.features import backbones
 
     sig = inspect.signature(backbones.PatchFeatureExtractor.__init__)
-    _FakeExtractor.made = []
+    made: list[dict] = []
 
     def make(**kwargs):
         sig.bind(None, **kwargs)                 # the real constructor would accept these
-        return _FakeExtractor(**kwargs)
+        made.append(kwargs)
+        return SimpleNamespace(spec=SimpleNamespace())
 
     mp.setattr("patchvad.features.extract.PatchFeatureExtractor", make)
     return {"extract_dataset": _patch(mp, "patchvad.features.extract", "extract_dataset",
-                                      _report(failed=failed or {})), "extractor": _FakeExtractor.made}
+                                      _report(failed=failed or {})), "extractor": made}
 
 
 def _reduce(mp):
@@ -306,7 +299,7 @@ def test_side_effects_and_exit_status(monkeypatch, tmp_path, capsys) -> None:
     # synth prints its summary line
     _synth(monkeypatch)
     assert cli.main(["synth", str(tmp_path / "s"), "--preset", "tiny", "--train", "2", "--test", "1"]) == 0
-    assert capsys.readouterr().out.startswith(f"synth: wrote 2 training and 1 test videos")
+    assert capsys.readouterr().out.startswith("synth: wrote 2 training and 1 test videos")
 
 
 @pytest.mark.parametrize("verb", sorted(CASES))
@@ -318,8 +311,8 @@ def test_library_errors_are_one_line_with_exit_status_2(verb: str, monkeypatch, 
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [f"patchvad {verb}: error: {tmp_path / 'thing.yaml'}: the problem, "
-                                         "and what to do"]
+    line = f"patchvad {verb}: error: {tmp_path / 'thing.yaml'}: the problem, and what to do"
+    assert captured.err.splitlines() == [line]
 
 
 def test_interrupt_keeps_finished_work(monkeypatch, capsys) -> None:

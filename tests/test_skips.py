@@ -39,7 +39,7 @@ def test_a_present_resource_is_returned(monkeypatch) -> None:
     monkeypatch.setenv("CI", "true")
     if not SHARED_DATA.is_dir():
         skip_or_fail(f"{SHARED_DATA} not found")
-    first = sorted(SHARED_DATA.iterdir())[0]
+    first = min(SHARED_DATA.iterdir())
     assert require_shared(first.name) == first
 
 
