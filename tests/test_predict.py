@@ -105,32 +105,43 @@ def test_offline_finds_when_and_where(setup, tmp_path) -> None:
     np.testing.assert_allclose(pred.frame_scores, result.frame_scores, rtol=0, atol=1e-6)
 
 
-def test_stream_agrees_with_offline(setup, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def offline(setup):
+    """The offline detection of the test video (what the streamed scores are compared with)."""
+    return Detector(setup["ckpt"], threshold=0.5).predict(setup["video"])
+
+
+# docs/predict.md, "Modes": streamed against offline frame scores on this test video, per
+# (delay, history): correlation, mean |difference|, max |difference|. Measured 0.9945 /
+# 0.0170 / 0.0824, 0.9820 / 0.0269 / 0.1582 and 0.9788 / 0.0347 / 0.1582 (1 and 2 torch
+# threads alike). Tolerances sit just outside: with --delay 1 ignored the first row would
+# read 0.982 / 0.027 / 0.158. (Five other videos made the same way, seeds 101-105, gave
+# 0.989-0.999 / 0.010-0.022 / 0.035-0.117 for the first row: these are properties of this
+# video, not bounds for every video.)
+AGREEMENT = {(1, 64): (0.994, 0.017, 0.082), (0, 64): (0.982, 0.027, 0.158), (0, 4): (0.979, 0.035, 0.158)}
+
+
+@pytest.mark.parametrize("delay,history", list(AGREEMENT), ids=[f"delay{d}-history{h}" for d, h in AGREEMENT])
+def test_stream_agrees_with_offline_as_documented(setup, offline, tmp_path, delay: int, history: int) -> None:
     det = Detector(setup["ckpt"], threshold=0.5)
-    offline = det.predict(setup["video"])
-    streamed = stream_to_folder(det, str(setup["video"]), tmp_path, delay=1, history=64, overlay=True,
-                                echo=lambda m: None)
+    streamed = stream_to_folder(det, str(setup["video"]), tmp_path, delay=delay, history=history,
+                                overlay=(delay, history) == (1, 64), echo=lambda m: None)
     assert streamed.frame_count == N and streamed.status == "complete"
     diff = np.abs(streamed.frame_scores - offline.frame_scores)
-    corr = np.corrcoef(streamed.frame_scores, offline.frame_scores)[0, 1]
-    # Measured on this video (docs/predict.md): correlation 0.998, mean |diff| 0.013,
-    # max 0.047 (the model's scene statistics come from the past only when streaming).
-    assert corr > 0.95 and diff.mean() < 0.05
+    corr = float(np.corrcoef(streamed.frame_scores, offline.frame_scores)[0, 1])
+    want_corr, want_mean, want_max = AGREEMENT[(delay, history)]
+    measured = f"corr {corr:.4f}, mean {diff.mean():.4f}, max {diff.max():.4f}"
+    assert corr >= want_corr - 0.0015, measured
+    assert diff.mean() <= want_mean + 0.0015, measured
+    assert diff.max() <= want_max + 0.01, measured
+    # "The streamed event matched the ground-truth span exactly (frames 48-111)."
+    best = max(streamed.events, key=lambda e: e.peak_score)
+    assert (best.start_frame, best.end_frame) == SPAN
     folder = tmp_path / streamed.stem
-    assert probe(folder / "overlay.mp4").frame_count == N
     ev = json.loads((folder / "events.json").read_text())
     assert ev["mode"] == "stream" and ev["status"] == "complete"
-
-
-def test_short_history_stream_stays_close(setup, tmp_path) -> None:
-    det = Detector(setup["ckpt"], threshold=0.5)
-    offline = det.predict(setup["video"])
-    streamed = stream_to_folder(det, str(setup["video"]), tmp_path, delay=0, history=4, overlay=False,
-                                echo=lambda m: None)
-    corr = np.corrcoef(streamed.frame_scores, offline.frame_scores)[0, 1]
-    assert corr > 0.6
-    best = max(streamed.events, key=lambda e: e.peak_score)
-    assert best.start_frame <= SPAN[1] and best.end_frame >= SPAN[0]
+    if (delay, history) == (1, 64):
+        assert probe(folder / "overlay.mp4").frame_count == N
 
 
 def test_dropped_stream_ends_with_valid_events(setup, tmp_path, monkeypatch) -> None:
@@ -232,6 +243,11 @@ def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_s
     assert json.loads((out / "predict.json").read_text())["videos"] == [folder.name]
     gc.collect()
     assert not list(scratch.iterdir())            # the temporary copy of the frames is gone
+    # A URL that cannot be read fails that source with one line; no copy is left behind.
+    missing = f"{base}/missing.mp4"
+    report = predict_command(missing, setup["ckpt"], tmp_path / "missing", echo=lambda m: None)
+    assert list(report.failed) == [missing] and "cannot open as a video" in report.failed[missing]
+    assert not list(scratch.iterdir())
 
     # The same frames as the file: identical scores, and an overlay of the same frames.
     local = tmp_path / "local"
