@@ -50,7 +50,7 @@ class Recorder:
 
 
 def _report(**fields) -> SimpleNamespace:
-    return SimpleNamespace(summary=lambda: "summary line", **fields)
+    return SimpleNamespace(summary=lambda *where: "summary line", **fields)
 
 
 def _patch(monkeypatch: pytest.MonkeyPatch, module: str, name: str, result: Any = None) -> Recorder:
@@ -146,13 +146,13 @@ CASES: dict[str, tuple] = {
     "synth": (
         _synth,
         ["synth", "r", "--train", "3", "--test", "2", "--seed", "5", "--preset", "tiny", "--overwrite",
-         "--workers", "1"],
+         "--workers", "1", "--oracle-labels", "labels"],
         {"generate_benchmark": {"root": P("r"), "n_train": 3, "n_test": 2, "seed": 5, "preset": "tiny",
-                                "workers": 1, "overwrite": True}},
+                                "workers": 1, "overwrite": True, "oracle_labels": "labels"}},
         ["synth", "r"],
         # The counts default to the preset's (docs/synthetic.md: 240 + 60 for "default").
         {"generate_benchmark": {"root": P("r"), "n_train": 240, "n_test": 60, "seed": 0, "preset": "default",
-                                "workers": os.cpu_count() or 1, "overwrite": False}},
+                                "workers": os.cpu_count() or 1, "overwrite": False, "oracle_labels": None}},
     ),
     "extract": (
         _extract,
