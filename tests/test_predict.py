@@ -218,7 +218,11 @@ def http_server(tmp_path):
 
 def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_server, monkeypatch) -> None:
     """``patchvad predict http://...`` (README, docs/predict.md): events, scores, the
-    predictions layout, thumbnails AND overlay.mp4, from a source read only once."""
+    predictions layout, thumbnails AND overlay.mp4, from a source read only once.
+
+    The clip is frames 32-95 of the test video (the object moves from its frame 16 on):
+    drawing overlays is the costly part, so it is kept short.
+    """
     import gc
     import tempfile
 
@@ -229,7 +233,8 @@ def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_s
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))     # where the frames' temporary copy goes
     root, base = http_server
-    (root / "clip.mp4").write_bytes(setup["video"].read_bytes())
+    n, moving_from = 64, SPAN[0] - 32
+    write_video(root / "clip.mp4", list(VideoReader(setup["video"]).frames())[32:32 + n], fps=25)
     url = f"{base}/clip.mp4"
     out = tmp_path / "out"
     assert cli.main(["predict", url, "--ckpt", str(setup["ckpt"]), "--out", str(out), "--threshold", "0.5"]) == 0
@@ -238,7 +243,7 @@ def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_s
                  "frame_to_snippet.npy"):
         assert (folder / name).is_file(), name
     ev = json.loads((folder / "events.json").read_text())
-    assert (ev["source"], ev["mode"], ev["status"], ev["frame_count"]) == (url, "offline", "complete", N)
+    assert (ev["source"], ev["mode"], ev["status"], ev["frame_count"]) == (url, "offline", "complete", n)
     assert ev["events"] and all((folder / e["thumbnail"]).is_file() for e in ev["events"])
     assert json.loads((out / "predict.json").read_text())["videos"] == [folder.name]
     gc.collect()
@@ -250,16 +255,14 @@ def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_s
     assert not list(scratch.iterdir())
 
     # The same frames as the file: identical scores, and an overlay of the same frames.
-    local = tmp_path / "local"
-    assert cli.main(["predict", str(setup["video"]), "--ckpt", str(setup["ckpt"]), "--out", str(local),
-                     "--threshold", "0.5"]) == 0
-    np.testing.assert_array_equal(np.load(folder / "scores.npy"), np.load(local / "test" / "scores.npy"))
-    assert [e["start_frame"] for e in ev["events"]] == [
-        e["start_frame"] for e in json.loads((local / "test" / "events.json").read_text())["events"]]
+    from_file = Detector(setup["ckpt"], threshold=0.5).predict(root / "clip.mp4")
+    np.testing.assert_array_equal(np.load(folder / "scores.npy"), from_file.frame_scores)
+    assert [e["start_frame"] for e in ev["events"]] == [e.start_frame for e in from_file.events]
+    local = write_detection(from_file, tmp_path / "local", thumbnails=False)
     info = probe(folder / "overlay.mp4", exact=True)
-    assert (info.frame_count, info.width) == (N, W)
+    assert (info.frame_count, info.width) == (n, W)
     via_url = VideoReader(folder / "overlay.mp4").read_all().astype(np.float32)
-    via_file = VideoReader(local / "test" / "overlay.mp4").read_all().astype(np.float32)
+    via_file = VideoReader(local / "overlay.mp4").read_all().astype(np.float32)
     assert via_url.shape == via_file.shape
 
     def diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -269,8 +272,8 @@ def test_predict_on_a_url_writes_every_documented_output(setup, tmp_path, http_s
     # measured at most 2.6 grey levels per frame from the file's (a black frame: 97).
     assert diff(via_url, via_file).max() < 4.0
     # In order: while the object moves, each frame is closer to the file's same frame
-    # than to its neighbours (measured margin >= 0.25).
-    t = np.arange(SPAN[0] + 1, SPAN[1])
+    # than to its neighbours (measured margin >= 0.25 on the whole video).
+    t = np.arange(moving_from + 1, n - 1)
     same = diff(via_url[t], via_file[t])
     assert (same < np.minimum(diff(via_url[t], via_file[t - 1]), diff(via_url[t], via_file[t + 1]))).all()
 
