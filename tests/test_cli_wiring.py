@@ -81,6 +81,14 @@ def _synth(mp):
                                          lambda call: Path(call["root"]))}
 
 
+def _footage(mp):
+    return {"footage_command": _patch(mp, "patchvad.data.synth.footage", "footage_command", 0)}
+
+
+def _compare(mp):
+    return {"compare_command": _patch(mp, "patchvad.compare", "compare_command", {"runs": {}})}
+
+
 def _extract(mp, failed: dict | None = None):
     from patchvad.features import backbones
 
@@ -133,8 +141,8 @@ def _evaluate(mp):
 
 
 P = Path
-# verb -> (patch, argv with every flag away from its default, expected {function: {parameter: value}},
-#          argv with the defaults, expected then)
+# case -> (patch, argv with every flag away from its default, expected {function: {parameter: value}},
+#          argv with the defaults, expected then); the verb is argv[0]
 CASES: dict[str, tuple] = {
     "demo": (
         _demo,
@@ -149,10 +157,33 @@ CASES: dict[str, tuple] = {
          "--workers", "1", "--oracle-labels", "labels"],
         {"generate_benchmark": {"root": P("r"), "n_train": 3, "n_test": 2, "seed": 5, "preset": "tiny",
                                 "workers": 1, "overwrite": True, "oracle_labels": "labels"}},
-        ["synth", "r"],
+        ["synth", "--out", "r"],
         # The counts default to the preset's (docs/synthetic.md: 240 + 60 for "default").
         {"generate_benchmark": {"root": P("r"), "n_train": 240, "n_test": 60, "seed": 0, "preset": "default",
                                 "workers": os.cpu_count() or 1, "overwrite": False, "oracle_labels": None}},
+    ),
+    "synth --background": (
+        _footage,
+        ["synth", "--out", "r", "--background", "street.mp4", "--scale", "40,90", "--clip-frames", "50",
+         "--width", "320", "--train", "4", "--test", "3", "--seed", "2", "--workers", "1", "--overwrite"],
+        {"footage_command": {"footage": "street.mp4", "root": P("r"), "train": 4, "test": 3, "seed": 2,
+                             "clip_frames": 50, "width": 320, "scale": "40,90", "workers": 1, "overwrite": True}},
+        ["synth", "r", "--background", "street.mp4"],
+        {"footage_command": {"footage": "street.mp4", "root": P("r"), "train": None, "test": None, "seed": 0,
+                             "clip_frames": None, "width": None, "scale": None, "workers": os.cpu_count() or 1,
+                             "overwrite": False}},
+    ),
+    "compare": (
+        _compare,
+        ["compare", "--data", "d", "--features", "f", "--out", "o", "--methods", "proximity", "random",
+         "--seeds", "3", "4", "--config", "c.yaml", "--fresh", "--jobs", "2"],
+        {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": ["proximity", "random"],
+                             "seeds": [3, 4], "config": P("c.yaml"), "fresh": True, "jobs": 2,
+                             "command": "patchvad compare --data d --features f --out o --methods proximity random "
+                                        "--seeds 3 4 --config c.yaml --jobs 2"}},
+        ["compare", "--data", "d", "--features", "f", "--out", "o"],
+        {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": None,
+                             "seeds": [0, 1, 2], "config": None, "fresh": False, "jobs": 1}},
     ),
     "extract": (
         _extract,
@@ -241,31 +272,32 @@ def _check(recorders: dict, expected: dict) -> None:
             assert type(got[param]) is type(value), f"{name}({param}): {type(got[param])} is not {type(value)}"
 
 
-@pytest.mark.parametrize("verb", sorted(CASES))
-def test_every_flag_reaches_its_parameter(verb: str, monkeypatch, tmp_path) -> None:
-    patch, argv, expected, _, _ = CASES[verb]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_flag_reaches_its_parameter(case: str, monkeypatch, tmp_path) -> None:
+    patch, argv, expected, _, _ = CASES[case]
     recorders = patch(monkeypatch)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(argv) == 0
     _check(recorders, expected)
 
 
-@pytest.mark.parametrize("verb", sorted(v for v in CASES if CASES[v][3] is not None))
-def test_defaults_reach_the_library(verb: str, monkeypatch) -> None:
-    patch, _, _, argv, expected = CASES[verb]
+@pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][3] is not None))
+def test_defaults_reach_the_library(case: str, monkeypatch) -> None:
+    patch, _, _, argv, expected = CASES[case]
     recorders = patch(monkeypatch)
     assert cli.main(argv) == 0
     _check(recorders, expected)
 
 
 def test_every_flag_is_covered() -> None:
-    """Each verb of build_parser has a case, and each of its flags appears in that case's argv."""
+    """Each verb of build_parser has a case, and each of its flags appears in one of its cases' argv."""
     parser = cli.build_parser()
     verbs = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(verbs) == set(CASES)
+    assert set(verbs) == {argv[0] for _, argv, *_ in CASES.values()}
     for verb, sub in verbs.items():
         flags = {s for a in sub._actions for s in a.option_strings if s not in ("-h", "--help")}
-        assert flags <= set(CASES[verb][1]), f"{verb}: no wiring case for {sorted(flags - set(CASES[verb][1]))}"
+        used = {word for _, argv, *_ in CASES.values() if argv[0] == verb for word in argv}
+        assert flags <= used, f"{verb}: no wiring case for {sorted(flags - used)}"
 
 
 # -- what the verbs print and return --------------------------------------------------
@@ -302,9 +334,10 @@ def test_side_effects_and_exit_status(monkeypatch, tmp_path, capsys) -> None:
     assert capsys.readouterr().out.startswith("synth: wrote 2 training and 1 test videos")
 
 
-@pytest.mark.parametrize("verb", sorted(CASES))
-def test_library_errors_are_one_line_with_exit_status_2(verb: str, monkeypatch, tmp_path, capsys) -> None:
-    patch, argv, _, _, _ = CASES[verb]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_library_errors_are_one_line_with_exit_status_2(case: str, monkeypatch, tmp_path, capsys) -> None:
+    patch, argv, _, _, _ = CASES[case]
+    verb = argv[0]
     recorders = patch(monkeypatch)
     target = next(r for r in recorders.values() if isinstance(r, Recorder))
     target.raises = ConfigError("the problem, and what to do", path=tmp_path / "thing.yaml")
@@ -320,6 +353,20 @@ def test_interrupt_keeps_finished_work(monkeypatch, capsys) -> None:
     rec.raises = KeyboardInterrupt()
     assert cli.main(["fit", "--data", "d", "--features", "f", "--out", "o"]) == 130
     assert capsys.readouterr().err.splitlines() == ["patchvad fit: interrupted; finished work is kept"]
+
+
+def test_synth_refuses_conflicting_options(monkeypatch, capsys) -> None:
+    """One output folder, and each option only with the mode it belongs to: one line, exit status 2."""
+    painted, footage = _synth(monkeypatch)["generate_benchmark"], _footage(monkeypatch)["footage_command"]
+    for argv, why in ((["synth"], "give the output folder once"),
+                      (["synth", "r", "--out", "r2"], "give the output folder once"),
+                      (["synth", "r", "--background", "f.mp4", "--oracle-labels", "l"],
+                       "--oracle-labels applies to the painted benchmark only"),
+                      (["synth", "r", "--scale", "40"], "--scale, --clip-frames and --width apply to --background")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("patchvad synth: error: ") and why in err[0], (argv, err)
+    assert painted.calls == [] and footage.calls == []
 
 
 def test_usage_errors_exit_2_without_calling_the_library(monkeypatch, capsys) -> None:

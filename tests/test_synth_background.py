@@ -9,13 +9,12 @@ under CI (``CI=true``), where they fail.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, require_shared
 from patchvad.cli import main as cli_main
 from patchvad.data.folder import DatasetFolder
 from patchvad.data.synth import VideoSpec
@@ -33,12 +32,7 @@ N_TRAIN, N_TEST, SEED, CLIP = 2, 3, 5, 80
 
 
 def _need_vtest() -> Path:
-    if not VTEST.is_file():
-        reason = f"the real footage {VTEST} is missing (shared/data, see tests/conftest.py SHARED_DATA)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return VTEST
+    return require_shared("vtest", "vtest.avi")
 
 
 @pytest.fixture(scope="module")
