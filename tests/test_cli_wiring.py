@@ -117,7 +117,7 @@ def _prepare(mp):
 def _fit(mp):
     result = SimpleNamespace(checkpoint=Path("run/model.safetensors"), method="sultani", seed=7, best_step=3,
                              val_auc=0.5, seconds=1.0, world_size=1, batch_size=None)
-    return {"fit": _patch(mp, "patchvad.train", "fit", result)}
+    return {"fit": _patch(mp, "patchvad.training.loop", "fit", result)}
 
 
 def _test(mp):
@@ -221,13 +221,13 @@ CASES: dict[str, tuple] = {
     ),
     "fit": (
         _fit,
-        ["fit", "--data", "d", "--features", "f", "--out", "o", "--method", "sultani", "--seed", "7",
-         "--config", "c.yaml", "--resume", "--quiet"],
-        {"fit": {"data_root": P("d"), "features": P("f"), "out": P("o"), "method": "sultani", "seed": 7,
-                 "config": P("c.yaml"), "resume": True, "log": None}},
+        ["fit", "--data", "d", "--features", "f", "--out", "o", "--method", "oracle", "--seed", "7",
+         "--config", "c.yaml", "--resume", "--oracle-labels", "labels", "--quiet"],
+        {"fit": {"data_root": P("d"), "features": P("f"), "out": P("o"), "method": "oracle", "seed": 7,
+                 "config": P("c.yaml"), "resume": True, "oracle_labels": P("labels"), "log": None}},
         ["fit", "--data", "d", "--features", "f", "--out", "o"],
         {"fit": {"data_root": P("d"), "features": P("f"), "out": P("o"), "method": "proximity", "seed": 0,
-                 "config": None, "resume": False}},
+                 "config": None, "resume": False, "oracle_labels": None}},
     ),
     "test": (
         _test,
