@@ -116,6 +116,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from patchvad.adapt import adapt_command
+
+    adapt_command(Path(args.ckpt), args.normal, Path(args.out), false_alarms=args.false_alarms, device=args.device)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from patchvad.demo import demo_command
 
@@ -281,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="recompute videos a previous run already finished with this checkpoint and settings")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("adapt", help="refit a model to your own camera from its ordinary footage (docs/own-camera.md)")
+    p.add_argument("--ckpt", required=True, help="model.safetensors to adapt")
+    p.add_argument("--normal", required=True, nargs="+", metavar="FOOTAGE",
+                   help="ordinary footage of the camera (no labels): video files, frame folders, folders, globs")
+    p.add_argument("--out", required=True, help="the adapted checkpoint to write (.safetensors)")
+    p.add_argument("--false-alarms", type=float, default=0.01,
+                   help="fraction of the footage's frames allowed at or above the new threshold (default 0.01)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("evaluate", help="compute every metric of a predictions folder")
     p.add_argument("--dataset", required=True)

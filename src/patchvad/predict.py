@@ -230,6 +230,27 @@ class Detector:
         self.last_events: list = []
 
     # -- offline --------------------------------------------------------------------
+    def features(self, source: str | Path, times: list[float] | None = None,
+                 natives: Callable[[np.ndarray], None] | None = None) -> VideoFeatures:
+        """Patch features of a whole video (file, frame folder, URL or camera), as the model reads them.
+
+        Extracted with the checkpoint's own feature spec (any frame size and rate: every
+        frame is resampled to the spec's input size, so the grid is the model's), in the
+        feature store's form (:meth:`_stored`), so they are scored exactly as training and
+        testing score stored features. ``record`` holds the source's
+        ``frame_count``, ``fps``, ``width`` and ``height``; ``times`` receives every
+        frame's presentation time in seconds; ``natives`` every decoded frame at its own
+        size (``extract_video``).
+
+        Raises:
+            VideoError: missing, empty, undecodable or truncated video.
+        """
+        from patchvad.features.extract import extract_video
+
+        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size, times=times,
+                                               natives=natives)
+        return VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
+
     def predict(self, source: str | Path, min_gap: int | None = None) -> Detection:
         """Score a whole video (file, frame folder, URL or camera) offline."""
         if not is_live_source(source):
@@ -247,14 +268,10 @@ class Detector:
 
     def _predict(self, source: str | Path, min_gap: int | None,
                  natives: Callable[[np.ndarray], None] | None = None) -> Detection:
-        from patchvad.features.extract import extract_video
-
         t0 = time.perf_counter()
         presented: list[float] = []
-        feats, snippets, facts = extract_video(source, self.extractor, batch_size=self.batch_size, times=presented,
-                                               natives=natives)
-        # Stored features are float16; score exactly what training and testing see.
-        vf = VideoFeatures(stem=_stem_of(source), x=self._stored(feats), snippets=snippets, record=facts)
+        vf = self.features(source, times=presented, natives=natives)
+        snippets, facts = vf.snippets, vf.record
         pred = predict_video(self.model, vf, self.box_cfg)
         fps = float(facts["fps"])
         presented = presented[:snippets.frame_count]
