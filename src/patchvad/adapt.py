@@ -152,8 +152,9 @@ def false_alarm_threshold(frame_scores: np.ndarray, rate: float) -> float:
 
     Events open where a frame's score is ``>= threshold``. With the scores sorted
     from the highest, ``s[0] >= s[1] >= ...``, and ``k = floor(rate * F)``, the
-    threshold is the next float above ``s[k]``: only frames scoring strictly above
-    ``s[k]`` pass, and there are at most ``k`` of them. ``rate = 0`` puts it just
+    threshold is the next float32 above ``s[k]`` (scores are float32): only frames
+    scoring strictly above ``s[k]`` pass, and there are at most ``k`` of them; frames
+    of one snippet share its score, so ties make it fewer. ``rate = 0`` puts it just
     above the highest normal score.
 
     Args:
@@ -169,7 +170,8 @@ def false_alarm_threshold(frame_scores: np.ndarray, rate: float) -> float:
     if s.size == 0:
         raise ConfigError("no frame scores to choose a threshold from")
     k = int(np.floor(rate * s.size + 1e-9))          # 0.29 * 100 is 28.999999999999996
-    return float(np.nextafter(s[k], np.inf))
+    # Scores are float32: the next float32 up is above s[k] whether compared in float32 or float64.
+    return float(np.nextafter(np.float32(s[k]), np.float32(np.inf)))
 
 
 # -- footage ----------------------------------------------------------------------------
