@@ -16,10 +16,10 @@ PACKAGE = SRC / "patchvad"
 
 #: package of patchvad -> the top-level modules/packages of patchvad it must not import.
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "model": frozenset({"training", "inference", "metrics", "compare", "demo", "viz", "cli"}),
-    "metrics": frozenset({"model", "training", "inference", "compare", "demo", "viz", "cli"}),
-    "training": frozenset({"inference", "compare", "demo", "viz", "cli"}),
-    **{low: frozenset({"model", "training", "inference", "metrics", "compare", "viz", "demo", "cli"})
+    "model": frozenset({"training", "inference", "adapt", "metrics", "compare", "demo", "viz", "cli"}),
+    "metrics": frozenset({"model", "training", "inference", "adapt", "compare", "demo", "viz", "cli"}),
+    "training": frozenset({"inference", "adapt", "compare", "demo", "viz", "cli"}),
+    **{low: frozenset({"model", "training", "inference", "adapt", "metrics", "compare", "viz", "demo", "cli"})
        for low in ("features", "io", "data")},
 }
 
