@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_DATA
+from model.toydata import APP, CHG, make_toy_dataset, toy_spec, toy_video
+
 from patchvad.adapt import (
     adapt_command,
     adapt_model,
@@ -45,8 +46,6 @@ from patchvad.model.normalize import FeatureEncoder
 from patchvad.predict import Detector
 from patchvad.predictions import read_prediction
 from patchvad.training import fit
-
-from model.toydata import APP, CHG, make_toy_dataset, toy_spec, toy_video
 
 SMALL = RunConfig(model=ModelConfig(width=16, appearance_dims=8, change_dims=4),
                   train=TrainConfig(steps=120, batch_size=8, eval_every=40, log_every=40, lr=2e-3))
@@ -171,7 +170,7 @@ def test_restandardise_gives_every_channel_unit_moments_and_keeps_the_pca_direct
 
 
 def test_restandardise_on_the_training_videos_changes_nothing() -> None:
-    """fit standardised on these very tokens: the moments are already 0 / 1."""
+    """The encoder was standardised on these very tokens: their moments are already 0 / 1."""
     rng = np.random.default_rng(1)
     train = [toy_video(rng, (8, 8), 14, False)[0] for _ in range(5)]
     enc = _fitted_encoder(train)

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -234,7 +235,7 @@ def _extract_footage(detector: Detector, sources: Sequence[str], folder: Path, e
             vf = detector.features(src)
         except PatchvadError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a decoder failure names the file, never a deep traceback
+        except Exception as exc:  # a decoder failure names the file, never a deep traceback
             raise VideoError(f"cannot read the footage ({type(exc).__name__}: {exc})", path=src) from exc
         target = folder / f"{i:05d}.npy"
         np.save(target, vf.x, allow_pickle=False)
@@ -310,7 +311,7 @@ def adapt_model(model: AnomalyModel, videos: Sequence[VideoFeatures], false_alar
     arrays = [vf.x for vf in videos]
     measured = restandardise(model.encoder, arrays)
     a0, b0 = prior_scale(model.encoder, arrays)
-    model.encoder.prior_scale.copy_(torch.tensor([a0, b0], dtype=torch.float32))
+    cast(torch.Tensor, model.encoder.prior_scale).copy_(torch.tensor([a0, b0], dtype=torch.float32))
     after = _frame_scores(model, videos)
     model.threshold = false_alarm_threshold(after, false_alarms)
     return Adaptation(threshold_before=threshold_before, threshold=model.threshold,
