@@ -21,10 +21,11 @@ Variants:
     adapt-no-pca  the same, but only the parts without PCA (motion, residual, context)
     refit-all     FeatureEncoder.fit on the footage (new PCA too), prior scale, threshold
 
-Run from the repository root:
+Run from the repository root (without ``--ckpt`` it only cuts the halves, which
+docs/own-camera.md then adapts and predicts with the CLI):
 
     .venv/bin/python benchmarks/adapt.py --work /tmp/adapt_bench \
-        --ckpt runs/demo/models/proximity/seed0/model.safetensors [--toy]
+        [--ckpt runs/demo/models/proximity/seed0/model.safetensors ...] [--toy]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from patchvad.events import events_from_scores
 from patchvad.features.snippets import SnippetMap
 from patchvad.features.store import VideoFeatures
 from patchvad.inference import predict_video
+from patchvad.io.files import sha256_file
 from patchvad.io.video import VideoReader, VideoWriter
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.predict import Detector
@@ -53,21 +55,23 @@ HALF = 398                      # first frame of the second half
 
 
 def cut_halves(video: Path, work: Path) -> tuple[Path, Path]:
-    """Frames ``[0, HALF)`` and ``[HALF, end)`` of ``video`` as two H.264 files (crf 18)."""
+    """Frames ``[0, HALF)`` and ``[HALF, end)`` of ``video`` as H.264 files (crf 18, one x264 thread: same bytes)."""
     first, second = work / "vtest_first.mp4", work / "vtest_second.mp4"
     if first.is_file() and second.is_file():
         return first, second
     reader = VideoReader(video)
-    with VideoWriter(first, reader.fps, (reader.width, reader.height), crf=18) as a, \
-            VideoWriter(second, reader.fps, (reader.width, reader.height), crf=18) as b:
+    size = (reader.width, reader.height)
+    with VideoWriter(first, reader.fps, size, crf=18, threads=1) as a, \
+            VideoWriter(second, reader.fps, size, crf=18, threads=1) as b:
         for f, frame in enumerate(reader.frames()):
             (a if f < HALF else b).write(frame)
     return first, second
 
 
 def cached_features(detector: Detector, video: Path, work: Path) -> VideoFeatures:
-    """The checkpoint's features of ``video``, kept in ``work`` for the next run (same spec only)."""
-    key = hashlib.sha256(json.dumps(detector.spec.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    """The checkpoint's features of ``video``, kept in ``work`` for the next run (same spec and video only)."""
+    ident = json.dumps(detector.spec.to_dict(), sort_keys=True) + sha256_file(video)
+    key = hashlib.sha256(ident.encode()).hexdigest()[:12]
     npy, meta = work / f"{video.stem}.{key}.npy", work / f"{video.stem}.{key}.json"
     if not npy.is_file():
         vf = detector.features(video)
@@ -103,11 +107,9 @@ def in_events(scores: np.ndarray, threshold: float, fps: float, min_gap: int) ->
     return sum(e.end_frame - e.start_frame + 1 for e in events) / max(1, len(scores))
 
 
-def vtest_table(ckpts: list[Path], video: Path, work: Path, rate: float) -> None:
+def vtest_table(ckpts: list[Path], first: Path, second: Path, work: Path, rate: float) -> None:
     """Part 1: every checkpoint x variant x direction (first -> second half, second -> first)."""
-    first, second = cut_halves(video, work)
-    print(f"vtest halves: {first.name} (frames 0-{HALF - 1}), {second.name} (frames {HALF}-end); "
-          f"--false-alarms {rate:g}; cells: threshold / target max / frames in events")
+    print(f"--false-alarms {rate:g}; cells: threshold / the target half's highest frame score / its frames in events")
     print(f"{'checkpoint':40s} {'variant':13s} {'first -> second':>26s} {'second -> first':>26s}")
     for ckpt in ckpts:
         det = Detector(ckpt)
@@ -162,8 +164,10 @@ def main() -> None:
     p.add_argument("--toy", action="store_true", help="also part 2, the toy camera (trains a toy model, ~20 s)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    first, second = cut_halves(args.vtest, args.work)
+    print(f"{first}: frames 0-{HALF - 1}; {second}: frames {HALF}-end")
     if args.ckpt:
-        vtest_table(args.ckpt, args.vtest, args.work, args.false_alarms)
+        vtest_table(args.ckpt, first, second, args.work, args.false_alarms)
     if args.toy:
         toy_table(args.work, args.false_alarms)
 

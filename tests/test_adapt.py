@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import require_shared
 from model.toydata import APP, CHG, make_toy_dataset, toy_spec, toy_video
 
 from patchvad.adapt import (
@@ -369,19 +368,9 @@ def test_bad_arguments_and_the_cli(setup, tmp_path, capsys) -> None:
 
 
 # -- the real camera -----------------------------------------------------------------------
-def _vtest() -> Path:
-    video = SHARED_DATA / "vtest" / "vtest.avi"
-    if not video.is_file():
-        reason = f"{video} not present (the shared test data)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return video
-
-
 def test_footage_of_a_real_camera_of_another_size(setup, tmp_path) -> None:
     """A clip of vtest.avi (768x576, 10 fps) adapts a model trained on 320x240 at 25 fps: same grid, 7x7."""
-    video = _vtest()
+    video = require_shared("vtest", "vtest.avi")
     clip = tmp_path / "vtest_clip.mp4"
     reader = VideoReader(video)
     frames = []
