@@ -26,6 +26,7 @@ from patchvad.adapt import (
     adapt_model,
     encoded_moments,
     false_alarm_threshold,
+    footage_sources,
     part_slices,
     restandardise,
 )
@@ -309,6 +310,13 @@ def test_predict_with_an_adapted_checkpoint_reproduces_test(setup, tmp_path) -> 
 # -- bad input ---------------------------------------------------------------------------
 def _no_output(folder: Path, name: str = "adapted.safetensors") -> bool:
     return not (folder / name).exists() and not list(folder.glob(".*tmp*"))
+
+
+def test_footage_sources_count_a_file_once(setup, monkeypatch) -> None:
+    cam = setup["camera"]
+    monkeypatch.chdir(cam)
+    both = [str(cam / "day_0.mp4"), str(cam / "day_1.mp4")]
+    assert footage_sources([str(cam), "day_0.mp4", str(cam / "*.mp4")]) == both
 
 
 def test_bad_footage_is_refused_by_name_and_nothing_is_written(setup, tmp_path) -> None:

@@ -42,7 +42,8 @@ from patchvad.model.model import AnomalyModel
 from patchvad.model.normalize import FeatureEncoder
 from patchvad.predict import Detector, resolve_sources
 
-# Below this many snippets of footage the statistics (and the quantile threshold) are noise.
+# Below this many snippets of footage its statistics (the prior's 99.9th percentile, one scene
+# token per cell) are noise.
 MIN_SNIPPETS = 16
 _MIN_STD = 1e-4
 ADAPTATION_KEY = "adaptation"
@@ -117,10 +118,10 @@ def restandardise(encoder: FeatureEncoder, videos: Sequence[np.ndarray], parts: 
     where = part_slices(encoder)
     measured: dict[str, dict[str, list[float]]] = {}
     for part in parts if parts is not None else list(encoder.parts):
-        mu, sd = mean[where[part]], std[where[part]]
+        p_mean, p_std = getattr(encoder, f"{part}_mean"), getattr(encoder, f"{part}_std")
+        mu, sd = mean[where[part]].to(p_mean.device), std[where[part]].to(p_mean.device)
         measured[part] = {"mean": mu.tolist(), "std": sd.tolist()}
         sd = torch.where(sd < _MIN_STD, torch.ones_like(sd), sd)
-        p_mean, p_std = getattr(encoder, f"{part}_mean"), getattr(encoder, f"{part}_std")
         if encoder.parts[part][1] is None:
             p_mean.copy_((p_mean.double() + p_std.double() * mu).float())
             p_std.copy_((p_std.double() * sd).float())
@@ -191,12 +192,14 @@ def footage_sources(normal: Sequence[str | Path]) -> list[str]:
         raise ConfigError("no normal footage given: name video files, frame folders, folders or globs of "
                           "ordinary footage of the camera")
     out: list[str] = []
+    seen: set[Path] = set()
     for item in normal:
         if is_live_source(str(item)):
             raise VideoError("is a live stream; adapting needs recorded footage (record a few minutes of it to "
                              "files first)", path=item)
         for src in resolve_sources(item):
-            if src not in out:
+            if Path(src).resolve() not in seen:
+                seen.add(Path(src).resolve())
                 out.append(src)
     return out
 
