@@ -131,7 +131,8 @@ def toy_table(work: Path, rate: float) -> None:
     from model.toydata import make_toy_dataset
     from test_adapt import SMALL, Camera, camera_videos
 
-    from patchvad.train import fit, roc_auc
+    from patchvad.metrics.frame import frame_auc
+    from patchvad.training import fit
 
     torch.set_num_threads(1)
     ckpt = work / "toy" / "run" / "model.safetensors"
@@ -150,7 +151,8 @@ def toy_table(work: Path, rate: float) -> None:
     for name in VARIANTS:
         m = variant(model, name, footage, rate)
         s = np.concatenate([predict_video(m, vf).snippet_scores for vf, _ in held_out])
-        print(f"{name:13s} {m.threshold:9.3f} {roc_auc(s, labels):6.3f} {(s[labels == 0] >= m.threshold).mean():14.3f} "
+        auc = frame_auc(labels, s, exact=True)
+        print(f"{name:13s} {m.threshold:9.3f} {auc:6.3f} {(s[labels == 0] >= m.threshold).mean():14.3f} "
               f"{(s[labels == 1] >= m.threshold).mean():17.3f}", flush=True)
 
 
