@@ -135,6 +135,10 @@ def _predict(mp, failed: dict | None = None):
                                       SimpleNamespace(failed=failed or {}, done=[], skipped=[]))}
 
 
+def _adapt(mp):
+    return {"adapt_command": _patch(mp, "patchvad.adapt", "adapt_command")}
+
+
 def _evaluate(mp):
     mp.setattr("patchvad.metrics.evaluate.format_table", lambda metrics: "TABLE")
     return {"evaluate_folder": _patch(mp, "patchvad.metrics.evaluate", "evaluate_folder", {"frame_auc_micro": 0.75})}
@@ -252,6 +256,16 @@ CASES: dict[str, tuple] = {
         {"predict_command": {"source": "v.mp4", "ckpt": P("m.safetensors"), "out": P("o"), "stream": False,
                              "threshold": None, "delay": 1, "history": 64, "device": "cpu", "overlay": True,
                              "force": False}},
+    ),
+    "adapt": (
+        _adapt,
+        ["adapt", "--ckpt", "m.safetensors", "--normal", "a.mp4", "cams/*.mp4", "--out", "o.safetensors",
+         "--false-alarms", "0.05", "--device", "cuda:1"],
+        {"adapt_command": {"ckpt": P("m.safetensors"), "normal": ["a.mp4", "cams/*.mp4"], "out": P("o.safetensors"),
+                           "false_alarms": 0.05, "device": "cuda:1"}},
+        ["adapt", "--ckpt", "m.safetensors", "--normal", "a.mp4", "--out", "o.safetensors"],
+        {"adapt_command": {"ckpt": P("m.safetensors"), "normal": ["a.mp4"], "out": P("o.safetensors"),
+                           "false_alarms": 0.01, "device": "cpu", "min_snippets": 16}},
     ),
     "evaluate": (
         _evaluate,
