@@ -26,6 +26,7 @@ from patchvad.adapt import (
     adapt_model,
     encoded_moments,
     false_alarm_threshold,
+    footage_digest,
     footage_sources,
     part_slices,
     restandardise,
@@ -310,6 +311,26 @@ def test_predict_with_an_adapted_checkpoint_reproduces_test(setup, tmp_path) -> 
 # -- bad input ---------------------------------------------------------------------------
 def _no_output(folder: Path, name: str = "adapted.safetensors") -> bool:
     return not (folder / name).exists() and not list(folder.glob(".*tmp*"))
+
+
+def test_footage_digest_of_a_file_and_of_a_frame_folder(tmp_path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("f10.png", "f2.png", "f1.png"):              # frame order is natural order: f1, f2, f10
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not a frame")
+    frames = [folder / n for n in ("f1.png", "f2.png", "f10.png")]
+    lines = "".join(hashlib.sha256(f.read_bytes()).hexdigest() + "\n" for f in frames)
+    assert footage_digest(folder) == (hashlib.sha256(lines.encode()).hexdigest(),
+                                      sum(f.stat().st_size for f in frames))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"some bytes")
+    assert footage_digest(video) == (hashlib.sha256(b"some bytes").hexdigest(), 10)
+    with pytest.raises(VideoError, match="gone.mp4"):
+        footage_digest(tmp_path / "gone.mp4")
 
 
 def test_footage_sources_count_a_file_once(setup, monkeypatch) -> None:
