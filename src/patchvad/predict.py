@@ -425,7 +425,7 @@ class _FrameCopy:
     Its rate is nominal; only the frames are read back, in order.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="patchvad-frames-"))
         self.path = self.folder / "frames.mp4"
         self._writer: VideoWriter | None = None
