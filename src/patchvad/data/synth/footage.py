@@ -670,12 +670,12 @@ def generate_from_footage(footage: str | Path, root: str | Path, n_train: int = 
     Args:
         footage: the background video.
         root: output folder (empty, new, or an earlier synthetic set with ``overwrite``).
-        n_train: training clips.
+        n_train: training clips (this and the next five: see :func:`plan_footage`).
         n_test: test clips.
-        seed: seeds every clip's anomaly, walkers and colours.
-        clip_frames: frames per clip (default: 8 seconds, at least :data:`MIN_CLIP`).
-        width: output width (default the footage's); the height keeps the aspect.
-        scale: person height(s) in footage px (see :func:`parse_scale`) instead of the estimate.
+        seed: the seed of every clip's anomaly, walkers and colours.
+        clip_frames: frames per clip.
+        width: output width.
+        scale: person height(s) in footage px, instead of the estimate.
         workers: processes drawing and encoding clips (the output does not depend on it).
         overwrite: replace an earlier synthetic set in ``root``.
         progress: optional callable ``(done, total)`` called after each clip.
