@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/patchvad demo --out runs/demo
 
 test: $(TEST_STAMP)
+	$(PY) -m ruff check src && $(PY) -m mypy src
 	$(PY) -m pytest -q tests
 
 # ruff and mypy as configured in pyproject.toml.

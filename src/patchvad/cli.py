@@ -325,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``patchvad`` command line; return the exit code.
+
+    A :class:`~patchvad.errors.PatchvadError` is printed on one line (exit code 2), an
+    interrupt says that finished work is kept (130).
+
+    Args:
+        argv: the arguments after the program name (None: ``sys.argv[1:]``).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -96,6 +96,11 @@ class ModelConfig:
     norm_videos: int = 200
 
     def validate(self) -> None:
+        """Check every field's range.
+
+        Raises:
+            ConfigError: a value out of its range, naming the key (``model.<field>``).
+        """
         _check(self.width >= 4, "model.width", self.width, ">= 4")
         _check(self.appearance_dims >= 0, "model.appearance_dims", self.appearance_dims, ">= 0")
         _check(self.change_dims >= 0, "model.change_dims", self.change_dims, ">= 0")
@@ -151,6 +156,11 @@ class LossConfig:
         return SelectionConfig(rule=self.selection, k=self.k, sigma=self.sigma, radius=self.radius)
 
     def validate(self) -> None:
+        """Check every field's range; ``selection`` must be a registered selection rule.
+
+        Raises:
+            ConfigError: a value out of its range, naming the key (``loss.<field>``).
+        """
         _check(self.window in WINDOWS, "loss.window", self.window, f"one of {list(WINDOWS)}")
         selections = _registered_selections()
         _check(self.selection in selections, "loss.selection", self.selection, f"one of {list(selections)}")
@@ -226,6 +236,11 @@ class TrainConfig:
     log_every: int = 25
 
     def validate(self) -> None:
+        """Check every field's range.
+
+        Raises:
+            ConfigError: a value out of its range, naming the key (``train.<field>``).
+        """
         _check(self.steps >= 0, "train.steps", self.steps, ">= 0")
         _check(self.batch_size >= 2 and self.batch_size % 2 == 0, "train.batch_size", self.batch_size,
                "even and >= 2")
@@ -257,6 +272,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
+        """Check the method (a registered one) and the three groups; return self.
+
+        Raises:
+            ConfigError: an unknown method or a value out of its range, naming the key.
+        """
         methods = _registered_methods()
         _check(self.method in methods, "method", self.method, f"one of {list(methods)}")
         self.model.validate()
@@ -277,14 +297,25 @@ class RunConfig:
 
     # -- YAML ---------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """Plain dict ``{method, model, loss, train}`` of YAML-safe values (tuples become lists)."""
         return {"method": self.method, "model": _to_plain(self.model), "loss": _to_plain(self.loss),
                 "train": _to_plain(self.train)}
 
     def to_yaml(self) -> str:
+        """The YAML text of :meth:`to_dict`, keys in field order."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: Any, source: str | Path | None = None) -> "RunConfig":
+        """The validated configuration of a parsed mapping; missing keys keep their defaults.
+
+        Args:
+            data: mapping with keys among ``method``, ``model``, ``loss``, ``train`` (None: all defaults).
+            source: the file ``data`` came from, named in errors.
+
+        Raises:
+            ConfigError: not a mapping, an unknown key, a value of the wrong type or out of range.
+        """
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -306,6 +337,15 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, text: str, source: str | Path | None = None) -> "RunConfig":
+        """The validated configuration of YAML text (see :meth:`from_dict`).
+
+        Args:
+            text: the YAML document.
+            source: the file ``text`` came from, named in errors.
+
+        Raises:
+            ConfigError: not valid YAML, or as :meth:`from_dict`.
+        """
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -314,6 +354,11 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
+        """The validated configuration in the YAML file ``path``.
+
+        Raises:
+            ConfigError: the file is missing or unreadable, or as :meth:`from_yaml`.
+        """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")

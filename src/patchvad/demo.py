@@ -73,8 +73,10 @@ def _config(method: str, preset: DemoPreset, override: dict | None = None) -> Ru
 
 
 def _check_reusable(data: Path, p: DemoPreset) -> None:
-    """Refuse to resume into a folder made by another preset: its features, models and
-    predictions belong to other videos under the same names."""
+    """Refuse to resume into a folder made by another preset.
+
+    Its features, models and predictions belong to other videos under the same names.
+    """
     import json
 
     from patchvad.data.synth.generate import RECORD
@@ -109,8 +111,10 @@ def overlay_choice(data: Path) -> list[str]:
 
 
 def default_jobs() -> int:
-    """Parallel fits: one per core up to 4 (a fit uses 1-2 threads well; more cores go to
-    the threads of each fit)."""
+    """Parallel fits: one per core up to 4.
+
+    A fit uses 1-2 threads well; more cores go to the threads of each fit.
+    """
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -143,6 +147,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
         ablate: also train the one-factor ablations of the proximity model (seed 0 ..
             seeds-1) and add their table to the report.
         workers: processes for generating the benchmark (default: all cores).
+        echo: where the progress lines go.
         jobs: fits run in parallel processes (default: one per core, at most 4).
     """
     import torch

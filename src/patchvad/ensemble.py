@@ -88,49 +88,54 @@ def ensemble(members: Sequence[str | Path], data_root: str | Path, out: str | Pa
             missing from a member, or maps / snippet layouts that differ between members
             (features of other extractions).
     """
-    members = [Path(m) for m in members]
-    if len(members) < 2:
-        raise PredictionError(f"an ensemble needs at least two predictions folders, got {len(members)}")
-    if len({m.resolve() for m in members}) < len(members):
+    folders = [Path(m) for m in members]
+    if len(folders) < 2:
+        raise PredictionError(f"an ensemble needs at least two predictions folders, got {len(folders)}")
+    if len({m.resolve() for m in folders}) < len(folders):
         raise PredictionError("the same predictions folder is named twice")
-    configs = [_member_config(m) for m in members]
+    configs = [_member_config(m) for m in folders]
     method, selection = configs[0]
-    for m, (other_method, other_sel) in zip(members[1:], configs[1:], strict=True):
+    for m, (other_method, other_sel) in zip(folders[1:], configs[1:], strict=True):
         if (other_method, other_sel) != (method, selection):
             raise PredictionError(f"made with {other_method} ({other_sel.rule}, k={other_sel.k}), but "
-                                  f"{members[0]} with {method} ({selection.rule}, k={selection.k}): members "
+                                  f"{folders[0]} with {method} ({selection.rule}, k={selection.k}): members "
                                   f"must be seeds of one method", path=m)
     if method in METHODS and METHODS[method].video_level:
-        raise PredictionError(f"{method} predicts whole frames; its maps hold no places to average", path=members[0])
+        raise PredictionError(f"{method} predicts whole frames; its maps hold no places to average", path=folders[0])
     test_set = DatasetFolder(data_root, check_files=False).test_set()
     out = Path(out)
-    if out.resolve() in {m.resolve() for m in members}:
+    if out.resolve() in {m.resolve() for m in folders}:
         raise PredictionError("the output folder is one of the members", path=out)
     out.mkdir(parents=True, exist_ok=True)
     for entry in test_set:
-        preds = [read_prediction(m, entry.stem, frame_count=entry.frames) for m in members]
-        for m, p in zip(members[1:], preds[1:]):
+        preds = [read_prediction(m, entry.stem, frame_count=entry.frames) for m in folders]
+        for m, p in zip(folders[1:], preds[1:]):
             if p.maps is None or preds[0].maps is None:
-                raise PredictionError(f"{entry.stem}: no maps.npy", path=m if p.maps is None else members[0])
+                raise PredictionError(f"{entry.stem}: no maps.npy", path=m if p.maps is None else folders[0])
+            assert p.frame_to_snippet is not None and preds[0].frame_to_snippet is not None   # read with the maps
             if p.maps.shape != preds[0].maps.shape or not np.array_equal(p.frame_to_snippet,
                                                                           preds[0].frame_to_snippet):
                 raise PredictionError(f"{entry.stem}: maps {p.maps.shape} / snippet layout differ from "
-                                      f"{members[0]}'s {preds[0].maps.shape} (features of another extraction?)",
+                                      f"{folders[0]}'s {preds[0].maps.shape} (features of another extraction?)",
                                       path=m)
         if entry.width is None or entry.height is None:
             raise PredictionError(f"{entry.stem}: the manifest gives no frame size (width, height) for the boxes",
                                   path=Path(data_root))
-        mean_map = np.mean(np.stack([p.maps for p in preds]), axis=0, dtype=np.float64).astype(np.float32)
-        pred = prediction_from_maps(mean_map, preds[0].frame_to_snippet, (entry.width, entry.height), selection,
-                                    box_cfg)
+        # Every member's maps: a member without them raised above.
+        maps = [p.maps for p in preds if p.maps is not None]
+        f2s = preds[0].frame_to_snippet
+        assert f2s is not None                                                  # read with the maps
+        mean_map = np.stack(maps).mean(axis=0, dtype=np.float64).astype(np.float32)
+        pred = prediction_from_maps(mean_map, f2s, (entry.width, entry.height), selection, box_cfg)
+        assert pred.tracks is not None                                          # prediction_from_maps sets it
         folder = write_prediction(out, entry.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
-    atomic_write_json(out / INFERENCE_FILE, {"ensemble_of": [str(m) for m in members], "method": method,
+    atomic_write_json(out / INFERENCE_FILE, {"ensemble_of": [str(m) for m in folders], "method": method,
                                              "selection": selection.to_record(),
                                              "videos": len(test_set)})
     if log:
-        log(f"averaged {len(members)} members' maps over {len(test_set)} test videos")
-    return EnsembleResult(out=out, members=members, videos=len(test_set), method=method)
+        log(f"averaged {len(folders)} members' maps over {len(test_set)} test videos")
+    return EnsembleResult(out=out, members=folders, videos=len(test_set), method=method)
 
 
 def ensemble_command(args: argparse.Namespace) -> EnsembleResult:

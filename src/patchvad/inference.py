@@ -67,6 +67,7 @@ def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg:
     Args:
         m: ``(Gh, Gw)`` patch scores of one snippet.
         frame_size: ``(W, H)`` of the video.
+        cfg: the thresholds and the upsampling.
     """
     w_img, h_img = int(frame_size[0]), int(frame_size[1])
     m = torch.as_tensor(np.asarray(m, dtype=np.float32))
@@ -138,6 +139,7 @@ def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: t
         size: ``(width, height)`` of the frames (boxes are in their pixels).
         selection: the model's selection rule and settings (the snippet scores are made
             exactly as training's bag scores are made).
+        box_cfg: how boxes are cut from the maps and linked into tracks.
         video_level: whole-frame boxes and the map's single value as the score.
     """
     maps = np.asarray(maps, dtype=np.float32)
@@ -184,6 +186,7 @@ class TestResult:
 
     @property
     def snippets_per_second(self) -> float:
+        """Snippets scored per second of model time."""
         return self.snippets / max(self.seconds, 1e-9)
 
 
@@ -205,6 +208,7 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
         t0 = time.perf_counter()
         pred = predict_video(model, feats, box_cfg)
         seconds += time.perf_counter() - t0
+        assert pred.maps is not None and pred.tracks is not None        # prediction_from_maps sets both
         n_snip += pred.maps.shape[0]
         folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
         write_tracks(folder, pred.tracks)
@@ -228,12 +232,14 @@ def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None 
     if isinstance(ckpt, argparse.Namespace):
         a = ckpt
         ckpt, data, features, out = a.ckpt, a.data, a.features, a.out
+    if isinstance(ckpt, argparse.Namespace) or data is None or features is None or out is None:
+        raise TypeError("test_command takes the paths ckpt, data, features and out, or one Namespace holding them")
     res = test(ckpt, data, features, out, log=lambda m: print(m, file=sys.stderr))
     print(f"{res.out}  ({res.videos} videos, {res.snippets_per_second:.0f} snippets/s)")
     return res
 
 
-test.__test__ = False  # not a pytest test function
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function; pytest reads the flag
 __all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map",
            "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
            "write_tracks"]

@@ -273,6 +273,8 @@ class Detector:
         vf = self.features(source, times=presented, natives=natives)
         snippets, facts = vf.snippets, vf.record
         pred = predict_video(self.model, vf, self.box_cfg)
+        # prediction_from_maps sets all three.
+        assert pred.snippet_scores is not None and pred.maps is not None and pred.frame_to_snippet is not None
         fps = float(facts["fps"])
         presented = presented[:snippets.frame_count]
         variable_rate = is_variable_rate(presented, fps)
@@ -317,6 +319,41 @@ class Detector:
             return float(m[0, 0]), (0, 0, width - 1, height - 1)
         score = float(snippet_scores(torch.from_numpy(m[None].astype(np.float32)), self.model.selection)[0])
         return score, box_from_map(m, (width, height), self.box_cfg)
+
+    def _snippets_with_natives(self, reader: VideoReader, width: int, height: int
+                               ) -> Iterator[tuple[int, np.ndarray, int, np.ndarray, np.ndarray]]:
+        """The snippets of ``reader`` with their native frames and times (see :meth:`stream`).
+
+        Yields ``(start, snippet, n_real, frames, times)``: the snippet's first frame, the
+        small frames the extractor takes, how many of its frames are real (not padding),
+        the ``(n_real, height, width, 3)`` native frames and their ``(n_real,)`` times.
+        Sets :attr:`last_variable_rate` once a frame strays from the nominal clock.
+        """
+        spec = self.spec
+        presented: list[float] = []          # the time of the pair just decoded (emptied each frame)
+        pairs = reader.frame_pairs(spec.input_size, times=presented)
+        buf_native: list[np.ndarray] = []
+        buf_time: list[float] = []
+
+        def smalls() -> Iterator[np.ndarray]:
+            for native, small in pairs:
+                buf_native.append(native)
+                buf_time.append(presented[-1])
+                presented.clear()
+                yield small
+
+        for s_start, snippet, n_real in iter_snippets(smalls(), spec.snippet_len, spec.stride):
+            frames = np.stack(buf_native[:n_real]) if n_real else np.zeros((0, height, width, 3), np.uint8)
+            # Nominal times until a frame strays by more than half a frame, the real
+            # clock from then on (a live source cannot be looked at in advance).
+            if not self.last_variable_rate:
+                self.last_variable_rate = is_variable_rate(buf_time[:n_real], reader.fps, first_index=s_start)
+            times = clock_times(buf_time[:n_real], reader.fps, first_index=s_start,
+                                real=self.last_variable_rate)
+            # Keep natives only from the next snippet's start on (stride may be < length).
+            del buf_native[:spec.stride]
+            del buf_time[:spec.stride]
+            yield s_start, snippet, n_real, frames, times
 
     def stream(self, source: str | Path, delay: int = 1, history: int = 64, min_gap: int | None = None,
                reader_options: dict | None = None, on_error: str = "end") -> Iterator[StreamUpdate]:
@@ -364,34 +401,8 @@ class Detector:
             return StreamUpdate(t, start, start + n_real - 1, score, box, m, started, ended, frames,
                                 tracker.open_event, times)
 
-        def snippets_with_natives() -> Iterator[tuple[int, np.ndarray, int, np.ndarray, np.ndarray]]:
-            presented: list[float] = []          # the time of the pair just decoded (emptied each frame)
-            pairs = reader.frame_pairs(spec.input_size, times=presented)
-            buf_native: list[np.ndarray] = []
-            buf_time: list[float] = []
-
-            def smalls() -> Iterator[np.ndarray]:
-                for native, small in pairs:
-                    buf_native.append(native)
-                    buf_time.append(presented[-1])
-                    presented.clear()
-                    yield small
-
-            for s_start, snippet, n_real in iter_snippets(smalls(), spec.snippet_len, spec.stride):
-                frames = np.stack(buf_native[:n_real]) if n_real else np.zeros((0, height, width, 3), np.uint8)
-                # Nominal times until a frame strays by more than half a frame, the real
-                # clock from then on (a live source cannot be looked at in advance).
-                if not self.last_variable_rate:
-                    self.last_variable_rate = is_variable_rate(buf_time[:n_real], reader.fps, first_index=s_start)
-                times = clock_times(buf_time[:n_real], reader.fps, first_index=s_start,
-                                    real=self.last_variable_rate)
-                # Keep natives only from the next snippet's start on (stride may be < length).
-                del buf_native[:spec.stride]
-                del buf_time[:spec.stride]
-                yield s_start, snippet, n_real, frames, times
-
         try:
-            for s_start, snippet, n_real, frames, times in snippets_with_natives():
+            for s_start, snippet, n_real, frames, times in self._snippets_with_natives(reader, width, height):
                 feats = self._stored(self.extractor(snippet[None]))[0]
                 window.append(feats)
                 natives.append((s_start, n_real, frames, times))
@@ -431,7 +442,7 @@ class _FrameCopy:
     Its rate is nominal; only the frames are read back, in order.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="patchvad-frames-"))
         self.path = self.folder / "frames.mp4"
         self._writer: VideoWriter | None = None

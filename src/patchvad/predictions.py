@@ -154,6 +154,7 @@ def write_prediction(pred_dir: str | Path, stem: str, scores: np.ndarray, boxes:
         (folder / SCORES).unlink(missing_ok=True)
         atomic_write_text(folder / BOXES, "\n".join(lines) + "\n")
         if maps is not None:
+            assert f2s is not None                      # made with the maps' checks above
             atomic_save_npy(folder / MAPS, np.asarray(maps).astype(np.float16))
             atomic_save_npy(folder / FRAME_TO_SNIPPET, f2s.astype(np.int32))
         else:

@@ -50,6 +50,7 @@ def _load_videos(dataset_root: Path, predictions_dir: Path, grid: tuple[int, int
         gt = test.ground_truth(entry)
         pred = read_prediction(predictions_dir, entry.stem, frame_count=gt.frame_count)
         if pred.maps is not None:
+            assert pred.path is not None                # read_prediction sets it
             g = (int(pred.maps.shape[1]), int(pred.maps.shape[2]))
             if grid is not None and g != tuple(grid):
                 raise PredictionError(f"maps have a {g[0]}x{g[1]} grid, expected {grid[0]}x{grid[1]}",

@@ -345,6 +345,7 @@ class SpatialAccumulator:
         return self.regions[np.concatenate(self._anomalous)]
 
     def rbdc_tbdc(self, beta: float = BETA, alpha: float = ALPHA) -> DetectionCurves:
+        """:func:`rbdc_tbdc` of every region and box added, over all frames added."""
         return rbdc_tbdc(self.regions, self.boxes, self.n_frames, beta=beta, alpha=alpha)
 
     def tiou(self, frame_scores: np.ndarray, tau: float) -> float:

@@ -54,6 +54,7 @@ class VideoMILScorer(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T, Gh, Gw, C)`` encoded inputs -> ``(B, T)`` snippet scores, 0 where ``mask`` ``(B, T)`` is 0."""
         b, t = x.shape[:2]
         pooled = x.mean(dim=(2, 3))                                   # (B, T, C)
         h = F.gelu(self.in_norm(self.in_proj(pooled)))
@@ -76,6 +77,7 @@ class RandomScorer:
         self.seed = int(seed)
 
     def __call__(self, stem: str, shape: tuple[int, int, int]) -> np.ndarray:
+        """``shape`` = ``(T, Gh, Gw)`` float32 scores in [0, 1) of the video ``stem``."""
         rng = np.random.default_rng([self.seed, zlib.crc32(stem.encode("utf-8"))])
         return rng.random(shape, dtype=np.float32)
 
@@ -84,7 +86,10 @@ def video_topk_loss(a: torch.Tensor, lengths, labels, window_div: int = 16) -> t
     """Top-k MIL BCE on snippet scores: ``BCE(mean of top-k a[t], y)``, k = floor(T/16)+1.
 
     Args:
-        a: ``(B, T)`` padded snippet scores; lengths, labels: ``(B,)``.
+        a: ``(B, T)`` padded snippet scores.
+        lengths: ``(B,)`` valid snippets of each video.
+        labels: ``(B,)`` 0/1 video labels.
+        window_div: k = floor(T / window_div) + 1.
     """
     losses = []
     for b in range(a.shape[0]):

@@ -94,6 +94,7 @@ class MILLoss(nn.Module):
         self.cfg = cfg
 
     def forward(self, s: torch.Tensor, lengths, labels) -> tuple[torch.Tensor, dict]:
+        """The total loss and the per-term means (see the class docstring)."""
         c = self.cfg
         keys = ("pa", "t", "n", "smooth", "tv", "sparse")
         totals: dict = {key: 0.0 for key in keys}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -36,6 +37,9 @@ from patchvad.model.methods import Method, get_method
 from patchvad.model.normalize import FeatureEncoder
 from patchvad.model.scorer import PatchScorer
 from patchvad.model.selections import SelectionConfig
+
+if TYPE_CHECKING:
+    from patchvad.features.reduce import Projection
 
 FORMAT = "patchvad-model/1"
 
@@ -59,7 +63,7 @@ class AnomalyModel(nn.Module):
         self.encoder = FeatureEncoder(spec.channels, config.model)
         self.threshold = 0.5
         self.meta: dict[str, str] = {}
-        self.reduction = None           # features/reduce.py Projection, when trained on reduced features
+        self.reduction: Projection | None = None    # when trained on reduced features
         self.net: nn.Module | None = self.impl.build_net(self.encoder.out_dim, config.model)
 
     def init_prior(self) -> None:
@@ -90,6 +94,7 @@ class AnomalyModel(nn.Module):
 
     # -- checkpoint ---------------------------------------------------------------------
     def metadata(self, extra: dict | None = None) -> dict[str, str]:
+        """The checkpoint's metadata strings (module docstring); ``extra`` and ``meta`` added as strings."""
         meta = {"format": FORMAT, "method": self.method, "config": self.config.to_yaml(),
                 "feature_spec": json.dumps(self.spec.to_dict()),
                 "normalizer": json.dumps({"channels": self.encoder.channels,
@@ -103,6 +108,7 @@ class AnomalyModel(nn.Module):
         return meta
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """The checkpoint's tensors on the CPU: ``encoder.*``, ``net.*``, ``reduce.*``."""
         out = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         if self.net is not None:
             out.update({f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
@@ -116,11 +122,16 @@ class AnomalyModel(nn.Module):
         try:
             with atomic_path(path) as tmp:
                 save_file(self.tensors(), str(tmp), metadata=self.metadata(extra))
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for I/O failures
+        except Exception as exc:    # safetensors raises its own error type for I/O failures
             raise CheckpointError(f"cannot write the checkpoint ({exc})", path=path) from exc
         return path
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], source: str | Path | None = None) -> None:
+        """Load the encoder's and the scorer's weights from checkpoint tensors (``reduce.*`` is read by load_model).
+
+        Raises:
+            CheckpointError: tensors that do not fit the configured model (``source`` is named).
+        """
         enc = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
         net = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
@@ -143,7 +154,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+    except Exception as exc:    # safetensors raises several types
         raise CheckpointError(f"not a safetensors file ({exc})", path=path) from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"not a patchvad model checkpoint (format {meta.get('format')!r}, "
@@ -176,7 +187,7 @@ def load_model(path: str | Path, spec: FeatureSpec | None = None, map_location: 
     model = AnomalyModel(config, stored)
     try:
         tensors = load_file(str(path), device=map_location)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:    # safetensors raises several types
         raise CheckpointError(f"cannot read tensors ({exc})", path=path) from None
     model.load_tensors(tensors, source=path)
     if "reduction" in meta:

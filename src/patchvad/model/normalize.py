@@ -77,10 +77,11 @@ def motion_context(mot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def context_tokens(mot: np.ndarray, cell: np.ndarray, overall: np.ndarray) -> np.ndarray:
-    """Per token: the cell's usual motion (4) and the token's flow projected on the
-    cell's usual direction and on the video's dominant direction (2) -> ``(T, Gh, Gw, 6)``.
+    """Per token: the cell's usual motion and the token's flow along the usual directions.
 
-    A walker against a one-way flow projects negatively; one along it positively.
+    ``(T, Gh, Gw, 6)``: the cell's usual motion (4, ``cell``) and the token's flow
+    projected on the cell's usual direction and on the video's dominant direction
+    ``overall`` (2). A walker against a one-way flow projects negatively; one along it positively.
     """
     u, v = mot[..., _U], mot[..., _V]
     cu, cv = cell[..., 0], cell[..., 1]
@@ -122,6 +123,10 @@ class FeatureEncoder(nn.Module):
     All buffers are filled by :meth:`fit` and saved with the model.
     """
 
+    prior_scale: torch.Tensor       # buffers, registered in __init__ (the parts' under f-string names)
+    residual_mean: torch.Tensor
+    residual_std: torch.Tensor
+
     def __init__(self, channels: dict[str, list[int]], cfg: ModelConfig):
         super().__init__()
         if "motion" not in channels:
@@ -153,6 +158,7 @@ class FeatureEncoder(nn.Module):
 
     @property
     def out_dim(self) -> int:
+        """``C``, the encoded width: the prior channel plus every part's width."""
         return 1 + sum(self._width(p) for p in self.parts)
 
     def _width(self, part: str) -> int:
@@ -193,7 +199,7 @@ class FeatureEncoder(nn.Module):
         mot = np.asarray(x[..., self._slice("motion")], dtype=np.float32)
         med = {"motion": np.median(mot, axis=0)}
         if "context" in self.parts:
-            med["context"] = motion_context(mot)
+            med["context_cell"], med["context_overall"] = motion_context(mot)
         for part in ("appearance", "change", "scene"):
             if part in self.parts and (self.cfg.relative or part == "scene"):
                 group = self.parts[part][0]
@@ -223,7 +229,7 @@ class FeatureEncoder(nn.Module):
             if "scene" in self.parts:
                 parts["scene"] = med["appearance"]
             if "context" in self.parts:
-                parts["context"] = context_tokens(mot, *med["context"])
+                parts["context"] = context_tokens(mot, med["context_cell"], med["context_overall"])
             yield t0, parts
 
     def _standardise(self, part: str, v: torch.Tensor) -> torch.Tensor:

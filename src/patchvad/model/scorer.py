@@ -53,6 +53,7 @@ class CellPosition(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, gh: int, gw: int, device: torch.device) -> torch.Tensor:
+        """``(Gh, Gw, d)`` encodings of the cell centres of a ``gh`` x ``gw`` grid."""
         yy = (torch.arange(gh, device=device, dtype=torch.float32) + 0.5) / gh
         xx = (torch.arange(gw, device=device, dtype=torch.float32) + 0.5) / gw
         y, x = torch.meshgrid(yy, xx, indexing="ij")
@@ -115,9 +116,10 @@ class PatchScorer(nn.Module):
         self.scene = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.spatial_layers)) if cfg.scene_token else None
         self.drop = nn.Dropout(cfg.dropout)
         self.out_norm = nn.LayerNorm(d)
-        self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
-        nn.init.zeros_(self.head[2].weight)
-        nn.init.constant_(self.head[2].bias, 0.0 if cfg.motion_prior else -2.0)
+        hidden, last = nn.Linear(d, d), nn.Linear(d, 1)
+        self.head = nn.Sequential(hidden, nn.GELU(), last)
+        nn.init.zeros_(last.weight)
+        nn.init.constant_(last.bias, 0.0 if cfg.motion_prior else -2.0)
         a0, b0 = prior_init
         self.alpha = nn.Parameter(torch.tensor(_inv_softplus(max(float(a0), 1e-3))))
         self.beta = nn.Parameter(torch.tensor(float(b0)))
@@ -160,6 +162,7 @@ class PatchScorer(nn.Module):
         return corr
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch scores ``(B, T, Gh, Gw)`` in (0, 1), 0 where ``mask`` ``(B, T)`` is 0."""
         s = torch.sigmoid(self.logits(x, mask))
         if mask is not None:
             s = s * mask.to(s.dtype).view(*mask.shape, 1, 1)

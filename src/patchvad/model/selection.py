@@ -17,7 +17,6 @@ import torch
 from patchvad.errors import ConfigError
 from patchvad.model.selections import Selection, SelectionConfig, get_selection, proximity_weights
 
-
 # --- optimal window -------------------------------------------------------------------
 
 
@@ -164,5 +163,6 @@ def snippet_scores(s: torch.Tensor, sel: SelectionConfig) -> torch.Tensor:
     return get_selection(sel.rule).snippet_scores(s, sel)
 
 
-__all__ = ["Selection", "SelectionConfig", "bag_score", "bag_scores", "find_window", "patch_map", "plain_topk", "proximity_topk",
-           "proximity_weights", "snippet_scores", "window_cusum", "window_fixed", "window_length", "window_none"]
+__all__ = ["Selection", "SelectionConfig", "bag_score", "bag_scores", "find_window", "patch_map", "plain_topk",
+           "proximity_topk", "proximity_weights", "snippet_scores", "window_cusum", "window_fixed", "window_length",
+           "window_none"]

@@ -9,9 +9,22 @@ its rows, so every video gets the flip, noise and dropout it gets in one process
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 import numpy as np
 import torch
+
+
+@overload
+def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, signs: torch.Tensor,
+            gen: torch.Generator, rows: np.ndarray | None = None, batch: int | None = None,
+            targets: None = None) -> torch.Tensor: ...
+
+
+@overload
+def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, signs: torch.Tensor,
+            gen: torch.Generator, rows: np.ndarray | None = None, batch: int | None = None, *,
+            targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, signs: torch.Tensor,
@@ -33,8 +46,11 @@ def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, sig
     ``targets`` ``(B, T, Gh, Gw)`` (cell labels of the supervised oracle): mirrored with
     their videos and returned beside ``x``; the draws are the same with or without them.
     """
-    full = x.shape[0] if rows is None else int(batch)
-    pick = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    full = x.shape[0]
+    pick: torch.Tensor | None = None
+    if rows is not None:
+        assert batch is not None        # a share comes with the size of its global batch
+        full, pick = int(batch), torch.as_tensor(rows, dtype=torch.long)
     if hflip > 0:
         flip = torch.rand(full, generator=gen) < hflip
         flip = (flip if pick is None else flip[pick]).to(x.device)
@@ -96,7 +112,8 @@ class _SharedDropout(torch.nn.Module):
         rows = self.share.rows
         if not self.training or self.p == 0.0:
             return x
-        order = sorted(range(x.dim()), key=lambda i: -x.stride(i))   # memory order, as empty_like lays it out
+        strides = x.stride()
+        order = sorted(range(x.dim()), key=lambda i: -strides[i])   # memory order, as empty_like lays it out
         xm = x.permute(order)
         if rows is None or order[0] != 0 or not xm.is_contiguous() or x.shape[0] % len(rows):
             return torch.nn.functional.dropout(x, self.p, True)

@@ -25,7 +25,8 @@ from patchvad.model.model import AnomalyModel
 def split_train_val(entries: list[VideoEntry], fraction: float, seed: int) -> tuple[list[VideoEntry], list[VideoEntry]]:
     """Stratified split of TRAINING videos: ``fraction`` of each label held out."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    train: list[VideoEntry] = []
+    val: list[VideoEntry] = []
     for label in (0, 1):
         group = [e for e in entries if e.label == label]
         order = rng.permutation(len(group))
@@ -291,6 +292,7 @@ def _encode_shared(model: AnomalyModel, store: FeatureStore, entries: list, max_
                 del feats, enc
             for j in range(start, min(len(entries), start + ctx.world_size)):
                 if j == mine:
+                    assert own is not None      # encoded above: mine < len(entries) here
                     x = own
                 else:
                     t = pooled_length(int(store.record(entries[j].stem)["shape"][0]), max_snippets, upsample_short)

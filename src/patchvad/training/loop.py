@@ -228,10 +228,10 @@ class _Job:
     start_time: float
     timings: dict = field(default_factory=lambda: {"normaliser": 0.0, "encode": 0.0, "steps": 0.0,
                                                    "validation": 0.0})
-    store: FeatureStore | None = None
+    store: FeatureStore = field(init=False, repr=False)     # set by _load_split
     tr: list = field(default_factory=list)
     va: list = field(default_factory=list)
-    model: AnomalyModel | None = None
+    model: AnomalyModel = field(init=False, repr=False)     # set by _fit_normaliser
     oracle_labels: Path | None = None
     train_targets: list | None = None
     val_targets: list | None = None
@@ -264,9 +264,12 @@ class _Loop:
             raise ConfigError("the training part holds no anomalous video", path=job.run / "split.json")
         self.gen = torch.Generator().manual_seed(job.seed)
         self.sampler = BalancedSampler(self.labels, half, self.gen)
+        assert model.net is not None        # a trained method has a scorer
         self.opt = torch.optim.AdamW(model.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.flip_signs = model.encoder.hflip_signs().to(job.device)
-        self.net = self.share = self.restore_dropout = None
+        self.net: torch.nn.Module | None = None
+        self.share: BatchShare | None = None
+        self.restore_dropout: Callable[[], None] | None = None
         if job.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
             self.share = BatchShare()
@@ -334,6 +337,7 @@ class _Loop:
             idx, batch = batch_idx[rows], len(batch_idx)
             tmax = max(self.videos.length(int(i)) for i in batch_idx)     # padded as the whole batch would be
             x, mask, lengths = pad_batch([self.videos[i] for i in idx], job.device, tmax=tmax)
+            assert self.share is not None       # installed in __init__ when distributed
             self.share.set(rows, batch)
         if job.train_targets is None:
             x = augment(x, mask, tc.hflip, tc.input_noise, self.flip_signs, self.gen, rows=rows, batch=batch)
@@ -352,6 +356,7 @@ class _Loop:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()                 # DDP: gradients averaged over the ranks' equal shares here
         if tc.grad_clip > 0:
+            assert model.net is not None
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), tc.grad_clip)
         self.opt.step()
         self.step += 1
@@ -409,6 +414,7 @@ class _Loop:
         """Load the selected weights on every rank; returns their step."""
         job, ctx, tc, model = self.job, self.job.ctx, self.job.cfg.train, self.job.model
         if ctx.distributed:
+            assert self.restore_dropout is not None     # installed in __init__ when distributed
             self.restore_dropout()
         if ctx.is_main:
             if tc.select == "val_auc_smooth" and self.history:
@@ -421,6 +427,7 @@ class _Loop:
             model.load_tensors(best.tensors())
             model.to(job.device)
         if ctx.distributed:             # every rank continues with rank 0's selection
+            assert model.net is not None
             for t in model.net.state_dict().values():
                 ctx.broadcast_(t, src=0)
             self.best_step = int(ctx.broadcast_(torch.tensor([self.best_step], dtype=torch.int64), src=0)[0])
@@ -562,12 +569,13 @@ def _load_split(job: _Job, data_root: str | Path, features: str | Path) -> None:
 
 def _load_targets(job: _Job) -> None:
     """Pooled cell targets of the training and validation videos (the oracle only)."""
-    assert job.store is not None and job.oracle_labels is not None
-    tc, grid = job.cfg.train, tuple(job.store.spec.grid)
+    assert job.oracle_labels is not None
+    tc, labels_dir = job.cfg.train, job.oracle_labels
+    gh, gw = job.store.spec.grid
 
     def targets(entries: list) -> list[torch.Tensor]:
         maps = [job.store.load(e.stem, mmap=True).snippets for e in entries]
-        return oracle_targets(job.oracle_labels, entries, maps, grid, tc.max_snippets, tc.upsample_short)
+        return oracle_targets(labels_dir, entries, maps, (gh, gw), tc.max_snippets, tc.upsample_short)
 
     job.train_targets, job.val_targets = targets(job.tr), targets(job.va)
     job.log(f"cell targets of {len(job.tr) + len(job.va)} videos from {job.oracle_labels}")
@@ -607,9 +615,10 @@ def _encode(job: _Job, trained: bool) -> tuple[EncodedVideos | list, EncodedVide
     on_disk = tc.cache == "disk" or (tc.cache == "auto" and size > tc.cache_limit_mb * 2 ** 20)
     tag = f".rank{ctx.rank}" if ctx.distributed else ""
     cache = (lambda name: job.run / f".{name}{tag}.encoded.cache") if on_disk else (lambda name: None)
-    train_videos = (encode_videos(model, store, job.tr, tc.max_snippets, tc.upsample_short, job.log, cache("train"),
-                                  ctx=ctx)
-                    if trained else [])
+    train_videos: EncodedVideos | list = (
+        encode_videos(model, store, job.tr, tc.max_snippets, tc.upsample_short, job.log, cache("train"), ctx=ctx)
+        if trained else [])
+    val_videos: EncodedVideos | ShardedVideos
     if ctx.distributed:                 # each rank encodes the validation batches it scores
         held = [j for k, i in enumerate(range(0, len(va), VAL_BATCH)) if val_batch_owner(k, ctx) == ctx.rank
                 for j in range(i, min(len(va), i + VAL_BATCH))]
@@ -678,6 +687,8 @@ def fit_command(data: str | Path | argparse.Namespace, features: str | Path | No
         data, features, out, method, seed = a.data, a.features, a.out, a.method, a.seed
         config, resume, quiet = a.config, a.resume, getattr(a, "quiet", False)
         oracle_labels = getattr(a, "oracle_labels", None)
+    if isinstance(data, argparse.Namespace) or features is None or out is None:
+        raise TypeError("fit_command takes the paths data, features and out, or one Namespace holding them")
     res = fit(data, features, out, method=method, seed=seed, config=config, resume=resume,
               log=None if quiet else _default_log, oracle_labels=oracle_labels)
     val = "n/a" if res.val_auc is None else f"{res.val_auc:.4f}"

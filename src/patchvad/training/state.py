@@ -40,7 +40,7 @@ def save_state(path: Path, model: AnomalyModel, opt: torch.optim.Optimizer, gen:
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for I/O failures
+    except Exception as exc:    # safetensors raises its own error type for I/O failures
         raise CheckpointError(f"cannot write the training state ({exc})", path=path) from exc
 
 
@@ -51,7 +51,7 @@ def load_state(path: Path, model: AnomalyModel, opt: torch.optim.Optimizer, gen:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:    # safetensors raises several types
         raise CheckpointError(f"cannot read the training state ({exc})", path=path) from None
     if meta.get("format") != FORMAT:
         raise CheckpointError("not a patchvad training state", path=path)

@@ -47,14 +47,23 @@ def method_order(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Series:
-    """One line of a figure."""
+    """One line of a figure.
+
+    Attributes:
+        label: the legend entry.
+        x, y: ``(N,)`` the points.
+        color: a matplotlib colour.
+        width: line width in points.
+        dash: a matplotlib line style: a name such as ``"-"`` or ``(offset, (on, off))``.
+        step: draw steps (``where="post"``) instead of straight segments.
+    """
 
     label: str
     x: np.ndarray
     y: np.ndarray
     color: str = "#364fc7"
     width: float = 1.6
-    dash: str = "-"
+    dash: str | tuple[int, tuple[int, int]] = "-"
     step: bool = False
 
 

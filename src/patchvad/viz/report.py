@@ -43,8 +43,7 @@ import numpy as np
 from patchvad.io.files import atomic_write_text
 from patchvad.metrics.table import METRICS, headline_metrics, metric_label, summary_keys, table_metrics
 from patchvad.viz.overlay import auto_scale, draw_overlay, scale_boxes
-from patchvad.viz.plots import (Series, curve_png, encode_image, method_color, method_label, method_order,
-                                timeline_png)
+from patchvad.viz.plots import Series, curve_png, encode_image, method_color, method_label, method_order, timeline_png
 
 DEFAULT_SPREAD = "sample standard deviation over seeds (ddof=1)"
 ABLATION_LABELS = {"window": "Temporal window", "selection": "Selection", "k": "k (patches kept)",
@@ -254,7 +253,6 @@ def verdict(metrics: Mapping[str, Any], ours: str = "proximity", baseline: str =
     spread. Every number comes from ``metrics``; nothing is assumed.
     """
     methods = _methods(metrics)
-    spread = str(metrics.get("spread") or DEFAULT_SPREAD)
     a_sum, b_sum = methods.get(ours), methods.get(baseline)
     names = " and ".join(metric_label(k) for k in keys)
     if a_sum is None or b_sum is None:
@@ -303,7 +301,8 @@ def verdict(metrics: Mapping[str, Any], ours: str = "proximity", baseline: str =
         status = "mixed" if status == "wins" else status
     motion = next((m for m in MOTION_NAMES if m in methods), None)
     if motion is not None:
-        higher, lower = [], []
+        higher: list[str] = []
+        lower: list[str] = []
         for k in (*keys, "frame_auc_micro"):
             ma, mm = _stat(a_sum, "mean", k), _stat(methods[motion], "mean", k)
             if ma is not None and mm is not None:
@@ -839,10 +838,12 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], curves: Mappin
         metrics: the summary dict (module docstring, :func:`summarize_runs`), i.e. the
             content of ``metrics.json``; its numbers are shown as given.
         curves: ``{method: MethodCurves}`` for the ROC / RBDC / TBDC figures.
-        timelines, gallery: per-video score timelines and gallery frames.
+        timelines: per-video score timelines.
+        gallery: gallery frames.
         overlays: overlay mp4s (paths or :class:`OverlayVideo`).
         ablation: the ablation summary or None.
         title: page title (default ``metrics["title"]`` or "patchvad results").
+        filename: the page's file name in ``out_dir``.
         digits: decimals shown (the full values are in the page's attributes and JSON).
         metrics_file: a file name in ``out_dir`` to link as the source of the numbers
             when it exists there.

@@ -196,7 +196,8 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                         [f"{split}_{k:02d} ({folder[split]}_videos/{k:02d}.avi or {folder[split]}/frames/{k:02d}/)"
                          for split, k in official if (split, k) not in sources])
     report.problem_list("videos that are not in the official release",
-                        [f"{split}_{k:02d} ({sources[(split, k)]})" for split, k in sorted(set(sources) - set(official))])
+                        [f"{split}_{k:02d} ({sources[(split, k)]})"
+                         for split, k in sorted(set(sources) - set(official))])
     infos = ctx.probe_many(list(sources.values()))
     plans: list[PlannedVideo] = []
     no_gt: list[str] = []

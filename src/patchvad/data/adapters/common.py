@@ -448,6 +448,7 @@ class Listing(str):
     limit: int
 
     def __new__(cls, what: str, items: Sequence[object], limit: int = 8) -> Self:
+        """The line ``what (n): a, b, c`` of ``items``; :meth:`short` shows at most ``limit`` of them."""
         names = tuple(str(i) for i in items)
         line = super().__new__(cls, f"{what} ({len(names)}): {', '.join(names)}")
         line.what, line.items, line.limit = what, names, limit
@@ -977,35 +978,7 @@ def write_dataset(report: PrepareReport, plans: Sequence[PlannedVideo], root: Pa
         if link.is_absolute() or ".." in link.parts or own_name != p.stem:
             raise DatasetError(f"internal: link name '{p.link_name}' does not carry the stem '{p.stem}'")
         fps = p.fps if p.fps else (p.info.fps or None)
-        width, height = p.info.width, p.info.height
-        if p.is_folder and frames_as == "mp4":
-            dest = "videos/" + str(link.with_name(p.stem + ".mp4").as_posix())
-            _transcode_folder(p.source, root / dest, fps or 25.0, p.info.frames)
-            # H.264 4:2:0 needs even sizes: the writer pads odd ones at the right/bottom,
-            # which leaves every box where it was.
-            width, height = width + width % 2, height + height % 2
-            kind = "transcoded"
-        elif in_place and (inside := _in_place_path(p, root)) is not None:
-            dest = inside
-            kind = "in place"
-        else:
-            dest = "videos/" + link.as_posix()
-            target = root / dest
-            if p.is_folder:
-                files = list_frame_files(p.source)
-                if len(files) != p.info.frames:
-                    raise DatasetError(f"frame folder holds {len(files)} images but was probed with "
-                                       f"{p.info.frames} frames", path=p.source)
-                if target.is_dir():
-                    wanted = {f.name for f in files}
-                    for old in target.iterdir():
-                        if old.name not in wanted and old.is_file():
-                            old.unlink()
-                for f in files:
-                    _link_or_copy(f, target / f.name, copy)
-            else:
-                _link_or_copy(p.source, target, copy)
-            kind = "copied" if copy else "hard-linked"
+        dest, kind, width, height = _place_video(p, link, root, fps, in_place, copy, frames_as)
         if Path(dest).stem != p.stem:
             # The reader names tracks/labels by Path(video).stem; a folder name with a dot
             # would silently point the ground truth at another name.
@@ -1032,6 +1005,47 @@ def write_dataset(report: PrepareReport, plans: Sequence[PlannedVideo], root: Pa
     write_manifest(root, rows)
     (root / FAILED_NAME).unlink(missing_ok=True)
     return report
+
+
+def _place_video(p: PlannedVideo, link: Path, root: Path, fps: float | None, in_place: bool, copy: bool,
+                 frames_as: str) -> tuple[str, str, int, int]:
+    """Put one planned video into ROOT (see :func:`write_dataset`).
+
+    Returns:
+        ``(dest, kind, width, height)``: the manifest path, how it got there
+        (``transcoded``, ``in place``, ``copied`` or ``hard-linked``) and the frame size
+        of what the manifest points at.
+    """
+    width, height = p.info.width, p.info.height
+    if p.is_folder and frames_as == "mp4":
+        dest = "videos/" + str(link.with_name(p.stem + ".mp4").as_posix())
+        _transcode_folder(p.source, root / dest, fps or 25.0, p.info.frames)
+        # H.264 4:2:0 needs even sizes: the writer pads odd ones at the right/bottom,
+        # which leaves every box where it was.
+        width, height = width + width % 2, height + height % 2
+        kind = "transcoded"
+    elif in_place and (inside := _in_place_path(p, root)) is not None:
+        dest = inside
+        kind = "in place"
+    else:
+        dest = "videos/" + link.as_posix()
+        target = root / dest
+        if p.is_folder:
+            files = list_frame_files(p.source)
+            if len(files) != p.info.frames:
+                raise DatasetError(f"frame folder holds {len(files)} images but was probed with "
+                                   f"{p.info.frames} frames", path=p.source)
+            if target.is_dir():
+                wanted = {f.name for f in files}
+                for old in target.iterdir():
+                    if old.name not in wanted and old.is_file():
+                        old.unlink()
+            for f in files:
+                _link_or_copy(f, target / f.name, copy)
+        else:
+            _link_or_copy(p.source, target, copy)
+        kind = "copied" if copy else "hard-linked"
+    return dest, kind, width, height
 
 
 def _in_place_path(p: PlannedVideo, root: Path) -> str | None:

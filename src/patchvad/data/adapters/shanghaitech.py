@@ -110,23 +110,13 @@ def _find_video(ctx: PrepareContext, vid: str, prefer: str) -> tuple[Path | None
     return None, "no video file or frame folder"
 
 
-def plan(ctx: PrepareContext) -> list[PlannedVideo]:
-    """Read the weak-split lists, masks and tracks under ``ctx.source`` and plan the folder."""
-    report, index = ctx.report, ctx.index
-    regions_mode = ctx.options.get("regions", "auto")
-    prefer = ctx.options.get("prefer", "video")
-    train_ids = _read_ids(index.find_file(["SH_Train.txt"], "ShanghaiTech weak-split train list",
-                                          origin=LISTS_ORIGIN.format(name="SH_Train.txt")))
-    test_ids = _read_ids(index.find_file(["SH_Test.txt"], "ShanghaiTech weak-split test list",
-                                         origin=LISTS_ORIGIN.format(name="SH_Test.txt")))
-    overlap = sorted(set(train_ids) & set(test_ids))
-    report.problem_list("ids in both SH_Train.txt and SH_Test.txt", overlap)
-    for name, ids in (("SH_Train.txt", train_ids), ("SH_Test.txt", test_ids)):
-        dups = sorted({i for i in ids if ids.count(i) > 1})
-        report.problem_list(f"ids listed twice in {name}", dups)
+def _read_frame_masks(ctx: PrepareContext, frame_masks: dict[str, Path]) -> dict[str, np.ndarray]:
+    """``id -> (frames,)`` uint8 frame labels of the mask files; their counts go to the report.
 
-    frame_masks = _by_parent(ctx, "test_frame_mask", ".npy")
-    pixel_masks = _by_parent(ctx, "test_pixel_mask", ".npy")
+    Raises:
+        DatasetError: a mask file that is unreadable or not a 1-D 0/1 array.
+    """
+    report = ctx.report
     mask_arrays: dict[str, np.ndarray] = {}
     for vid, path in frame_masks.items():
         try:
@@ -147,7 +137,16 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                        "labels of the 107 original test videos; they ship with the ShanghaiTech Campus download "
                        "in testing/test_frame_mask/ (RTFM publishes a copy in github.com/tianyu0207/RTFM, "
                        "list/test_frame_mask/). Put that folder anywhere under the source")
+    return mask_arrays
 
+
+def _find_track_files(ctx: PrepareContext, regions_mode: str, train_ids: list[str],
+                      test_ids: list[str]) -> dict[str, Path]:
+    """``id -> AED track file`` of the listed videos (none with ``regions_mode`` pixel or none).
+
+    The counts of every track file in their folders go to the report.
+    """
+    report, index = ctx.report, ctx.index
     track_files: dict[str, Path] = {}
     if regions_mode in ("auto", "tracks"):
         for vid in sorted(set(train_ids) | set(test_ids)):
@@ -166,6 +165,28 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
             report.problem(f"option regions=tracks but no AED <id>.txt track files were found. {AED_ORIGIN}")
         else:
             report.note(f"no AED track files: regions come from the pixel masks where present. {AED_ORIGIN}")
+    return track_files
+
+
+def plan(ctx: PrepareContext) -> list[PlannedVideo]:
+    """Read the weak-split lists, masks and tracks under ``ctx.source`` and plan the folder."""
+    report, index = ctx.report, ctx.index
+    regions_mode = ctx.options.get("regions", "auto")
+    prefer = ctx.options.get("prefer", "video")
+    train_ids = _read_ids(index.find_file(["SH_Train.txt"], "ShanghaiTech weak-split train list",
+                                          origin=LISTS_ORIGIN.format(name="SH_Train.txt")))
+    test_ids = _read_ids(index.find_file(["SH_Test.txt"], "ShanghaiTech weak-split test list",
+                                         origin=LISTS_ORIGIN.format(name="SH_Test.txt")))
+    overlap = sorted(set(train_ids) & set(test_ids))
+    report.problem_list("ids in both SH_Train.txt and SH_Test.txt", overlap)
+    for name, ids in (("SH_Train.txt", train_ids), ("SH_Test.txt", test_ids)):
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        report.problem_list(f"ids listed twice in {name}", dups)
+
+    frame_masks = _by_parent(ctx, "test_frame_mask", ".npy")
+    pixel_masks = _by_parent(ctx, "test_pixel_mask", ".npy")
+    mask_arrays = _read_frame_masks(ctx, frame_masks)
+    track_files = _find_track_files(ctx, regions_mode, train_ids, test_ids)
 
     # An id listed twice (reported above) is planned once, where it is first listed.
     listed: list[tuple[str, str]] = []

@@ -122,11 +122,9 @@ def _largest_box(mask: np.ndarray) -> np.ndarray | None:
     return boxes[int(np.argmax(areas))]
 
 
-def plan(ctx: PrepareContext) -> list[PlannedVideo]:
-    """Read the UBnormal split files, videos and test annotations; plan the folder."""
+def _read_lists(ctx: PrepareContext) -> list[tuple[str, str, int]]:
+    """``(official split, video, label)`` of every listed video, each once; counts and problems to the report."""
     report, index = ctx.report, ctx.index
-    validation = ctx.options.get("validation", "skip")
-    split_map = {"training": "train", "test": "test", "validation": None if validation == "skip" else validation}
     listed: list[tuple[str, str, int]] = []     # (official split, video, label)
     seen: dict[str, str] = {}
     for (official, kind), expected in OFFICIAL_LISTS.items():
@@ -142,6 +140,15 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                 continue
             seen[name] = path.name
             listed.append((official, name, 1 if kind == "abnormal" else 0))
+    return listed
+
+
+def plan(ctx: PrepareContext) -> list[PlannedVideo]:
+    """Read the UBnormal split files, videos and test annotations; plan the folder."""
+    report, index = ctx.report, ctx.index
+    validation = ctx.options.get("validation", "skip")
+    split_map = {"training": "train", "test": "test", "validation": None if validation == "skip" else validation}
+    listed = _read_lists(ctx)
     if validation == "skip":
         report.note(f"{sum(1 for o, _, _ in listed if o == 'validation')} validation videos left out "
                     f"(option validation=skip)")
@@ -207,6 +214,40 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
     return plans
 
 
+def _track_boxes(ctx: PrepareContext, tracks: list[tuple[int, int, int]], maps: dict[int, Path],
+                 info: MediaInfo) -> tuple[list[list[int]], int, list[int]] | None:
+    """Each track frame's box: the largest box of its object in the frame's object-id map.
+
+    Returns:
+        ``(rows, hidden, missing_maps)``: rows ``track_id, frame_id, x_min, y_min, x_max,
+        y_max``, the count of frames where the object is not visible and the frames without
+        a map; None, with a problem in the report, when a map has another size than the video.
+    """
+    report = ctx.report
+    rows: list[list[int]] = []
+    hidden = 0
+    missing_maps: list[int] = []
+    cache: dict[int, np.ndarray] = {}
+    # The authors renumber tracks 0.. after sorting rows by object id (stable).
+    for new_id, (obj, start, end) in enumerate(sorted(tracks, key=lambda t: t[0])):
+        for frame in range(start, min(end, info.frames - 1) + 1):
+            if frame not in maps:
+                missing_maps.append(frame)
+                continue
+            if frame not in cache:
+                cache[frame] = _read_map(maps[frame])
+                if cache[frame].shape != (info.height, info.width):
+                    report.problem(f"{maps[frame]}: map of {cache[frame].shape[1]}x{cache[frame].shape[0]} "
+                                   f"for a {info.width}x{info.height} video")
+                    return None
+            box = _largest_box(cache[frame] == obj)
+            if box is None:
+                hidden += 1
+                continue
+            rows.append([new_id, frame, *box.tolist()])
+    return rows, hidden, missing_maps
+
+
 def _ground_truth(ctx: PrepareContext, name: str, info: MediaInfo, clamped: list[str], invisible: list[str],
                   fixed: list[str], corrected: list[str],
                   outside: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -241,27 +282,10 @@ def _ground_truth(ctx: PrepareContext, name: str, info: MediaInfo, clamped: list
             return None
         corrected.append(name)
     maps = _gt_maps(folder, name)
-    rows: list[list[int]] = []
-    hidden = 0
-    missing_maps: list[int] = []
-    cache: dict[int, np.ndarray] = {}
-    # The authors renumber tracks 0.. after sorting rows by object id (stable).
-    for new_id, (obj, start, end) in enumerate(sorted(tracks, key=lambda t: t[0])):
-        for frame in range(start, min(end, info.frames - 1) + 1):
-            if frame not in maps:
-                missing_maps.append(frame)
-                continue
-            if frame not in cache:
-                cache[frame] = _read_map(maps[frame])
-                if cache[frame].shape != (info.height, info.width):
-                    report.problem(f"{maps[frame]}: map of {cache[frame].shape[1]}x{cache[frame].shape[0]} "
-                                   f"for a {info.width}x{info.height} video")
-                    return None
-            box = _largest_box(cache[frame] == obj)
-            if box is None:
-                hidden += 1
-                continue
-            rows.append([new_id, frame, *box.tolist()])
+    boxed = _track_boxes(ctx, tracks, maps, info)
+    if boxed is None:
+        return None
+    rows, hidden, missing_maps = boxed
     if missing_maps:
         report.problem(f"{name}: {len(missing_maps)} track frame(s) without a {name}_<NNNN>_gt.png map "
                        f"(first: frame {missing_maps[0]})")

@@ -210,17 +210,12 @@ def _regions(boxes: list[tuple[int, int, int, int, int]], segments: list[tuple[i
     return np.asarray(rows, dtype=np.int64).reshape(-1, 6), outside
 
 
-def plan(ctx: PrepareContext) -> list[PlannedVideo]:
-    """Read the official UCF-Crime files under ``ctx.source`` and plan the folder."""
-    report, index = ctx.report, ctx.index
-    hold = int(ctx.options.get("hold", 1))
-    if hold < 1:
-        raise DatasetError(f"option hold must be >= 1, found {hold}")
-    train_path = index.find_file(["Anomaly_Train.txt"], "UCF-Crime train list", origin=SPLITS_ORIGIN)
-    test_path = index.find_file(["Anomaly_Test.txt"], "UCF-Crime test list", origin=SPLITS_ORIGIN)
-    temporal_path = index.find_file(TEMPORAL_NAMES, "UCF-Crime temporal annotation", origin=TEMPORAL_ORIGIN)
-    temporal = _read_temporal(temporal_path)
+def _read_lists(train_path: Path, test_path: Path) -> list[tuple[str, PurePosixPath, Path, int]]:
+    """``(split, entry, list file, line)`` of every listed video, in list order.
 
+    Raises:
+        DatasetError: a video listed twice (in one list or in both).
+    """
     listed: list[tuple[str, PurePosixPath, Path, int]] = []
     split_of: dict[str, tuple[str, Path, int]] = {}
     for split, path in (("train", train_path), ("test", test_path)):
@@ -232,14 +227,17 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                                    path=path, line=line)
             split_of[stem] = (split, path, line)
             listed.append((split, entry, path, line))
+    return listed
 
-    test_stems = {e.stem for s, e, _, _ in listed if s == "test"}
-    not_annotated = sorted(test_stems - set(temporal))
-    not_listed = sorted(set(temporal) - test_stems)
-    report.problem_list(f"test videos without a line in {temporal_path.name}", not_annotated)
-    report.problem_list(f"videos in {temporal_path.name} that are not in {test_path.name}", not_listed)
-    report.expect("temporal annotation lines", OFFICIAL["test"][0], len(temporal), "Sultani et al. 2018")
 
+def _read_box_files(ctx: PrepareContext, listed: list[tuple[str, PurePosixPath, Path, int]]
+                    ) -> dict[str, list[tuple[int, int, int, int, int]]]:
+    """The Liu & Ma test boxes per video stem (empty without ``Test_annotation.pkl``).
+
+    Both files' counts go to the report; the train boxes are read to check the file
+    and never returned (training ground truth must stay unreachable).
+    """
+    report, index = ctx.report, ctx.index
     box_path = index.find_file(["Test_annotation.pkl"], "Liu & Ma test boxes", required=False)
     boxes: dict[str, list[tuple[int, int, int, int, int]]] = {}
     if box_path is not None:
@@ -258,16 +256,46 @@ def plan(ctx: PrepareContext) -> list[PlannedVideo]:
                       "Liu & Ma 2019")
         stray = sorted(set(train_boxes) - {e.stem for s, e, _, _ in listed if s == "train"})
         report.problem_list("Liu & Ma train boxes for videos not in the train list", stray)
+    return boxes
 
+
+def _resolve_videos(ctx: PrepareContext, listed: list[tuple[str, PurePosixPath, Path, int]]) -> dict[str, Path]:
+    """``stem -> file`` of the listed videos found under the source; the others go to the report."""
     resolved: dict[str, Path] = {}
     missing: list[str] = []
-    for split, entry, _, _ in listed:
+    for _, entry, _, _ in listed:
         found, why = _resolve_video(ctx, entry)
         if found is None:
             missing.append(f"{entry} ({why})")
         else:
             resolved[entry.stem] = found
-    report.problem_list("listed videos not found under the source", missing)
+    ctx.report.problem_list("listed videos not found under the source", missing)
+    return resolved
+
+
+def plan(ctx: PrepareContext) -> list[PlannedVideo]:
+    """Read the official UCF-Crime files under ``ctx.source`` and plan the folder."""
+    report, index = ctx.report, ctx.index
+    hold = int(ctx.options.get("hold", 1))
+    if hold < 1:
+        raise DatasetError(f"option hold must be >= 1, found {hold}")
+    train_path = index.find_file(["Anomaly_Train.txt"], "UCF-Crime train list", origin=SPLITS_ORIGIN)
+    test_path = index.find_file(["Anomaly_Test.txt"], "UCF-Crime test list", origin=SPLITS_ORIGIN)
+    temporal_path = index.find_file(TEMPORAL_NAMES, "UCF-Crime temporal annotation", origin=TEMPORAL_ORIGIN)
+    temporal = _read_temporal(temporal_path)
+
+    listed = _read_lists(train_path, test_path)
+
+    test_stems = {e.stem for s, e, _, _ in listed if s == "test"}
+    not_annotated = sorted(test_stems - set(temporal))
+    not_listed = sorted(set(temporal) - test_stems)
+    report.problem_list(f"test videos without a line in {temporal_path.name}", not_annotated)
+    report.problem_list(f"videos in {temporal_path.name} that are not in {test_path.name}", not_listed)
+    report.expect("temporal annotation lines", OFFICIAL["test"][0], len(temporal), "Sultani et al. 2018")
+
+    boxes = _read_box_files(ctx, listed)
+
+    resolved = _resolve_videos(ctx, listed)
     infos = ctx.probe_many(list(resolved.values()))
 
     plans: list[PlannedVideo] = []

@@ -172,15 +172,25 @@ class SynthConfig:
     default_test: int = 60
     camera_draw: CameraDraw | None = None
 
-    def validate(self) -> "SynthConfig":  # noqa: C901 - a flat list of independent range checks, one per field
+    def validate(self) -> "SynthConfig":
         """Check ranges; return self.
 
         Raises:
             ConfigError: a value out of its range, naming the field.
         """
-        def bad(field: str, why: str) -> ConfigError:
-            return ConfigError(f"synthetic preset '{self.name}': {field} {why}")
+        self._check_frames()
+        self._check_objects()
+        self._check_videos()
+        if self.camera_draw is not None:
+            self.camera_draw.validate(self.name)
+        return self
 
+    def _bad(self, field: str, why: str) -> ConfigError:
+        return ConfigError(f"synthetic preset '{self.name}': {field} {why}")
+
+    def _check_frames(self) -> None:
+        """Frame size, frame rate, video length and event length."""
+        bad = self._bad
         if self.width < 160 or self.height < 120:
             raise bad("width x height", f"must be at least 160x120, got {self.width}x{self.height}")
         if not self.fps > 0:
@@ -195,6 +205,10 @@ class SynthConfig:
         if not (0.05 <= elo <= ehi <= 0.5):
             raise bad("event_fraction", f"must satisfy 0.05 <= min <= max <= 0.5 (anomalies are a "
                                         f"minority of a video's time), got {self.event_fraction}")
+
+    def _check_objects(self) -> None:
+        """The ranges of sizes, speeds, counts and photometry, and the scales."""
+        bad = self._bad
         for name in ("person_height", "walk_speed", "run_factor", "car_speed", "bag_size",
                      "walkers_visible", "cars_visible", "noise_sigma", "gain"):
             a, b = getattr(self, name)
@@ -206,6 +220,10 @@ class SynthConfig:
             raise bad("speed_scale", f"must lie in [0.1, 10], got {self.speed_scale}")
         if self.run_factor[0] < 2.0:
             raise bad("run_factor", "must be at least 2 (running must differ from walking)")
+
+    def _check_videos(self) -> None:
+        """The anomalous share and types, cameras, encoder quality and the probabilities."""
+        bad = self._bad
         if not (0.0 < self.anomalous_fraction < 1.0):
             raise bad("anomalous_fraction", f"must lie in (0, 1), got {self.anomalous_fraction}")
         unknown = [t for t in self.anomaly_types if t not in ANOMALY_TYPES]
@@ -219,9 +237,6 @@ class SynthConfig:
         for name in ("cyclists", "stander", "carrier_fraction", "pair_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "must be a probability in [0, 1]")
-        if self.camera_draw is not None:
-            self.camera_draw.validate(self.name)
-        return self
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists).

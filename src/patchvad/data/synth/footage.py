@@ -38,8 +38,18 @@ import numpy as np
 from patchvad.data.adapters.common import mask_boxes
 from patchvad.data.synth.config import PRESETS, SynthConfig
 from patchvad.data.synth.generate import (
-    CONVENTIONS, RECORD, RECORD_FORMAT, RECORD_VERSION, annotate, plan_benchmark, prepare_folder, run_jobs,
-    split_counts, video_path, write_dataset_manifest, write_ground_truth,
+    CONVENTIONS,
+    RECORD,
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    annotate,
+    plan_benchmark,
+    prepare_folder,
+    run_jobs,
+    split_counts,
+    video_path,
+    write_dataset_manifest,
+    write_ground_truth,
 )
 from patchvad.data.synth.render import AgentScene, VideoSpec, open_writer, stage_agents
 from patchvad.data.synth.scene import View, draw_photometry
@@ -123,6 +133,7 @@ class Geometry:
                                    band=(self.band[0] * cross, self.band[1] * cross))
 
     def to_dict(self) -> dict:
+        """The geometry as recorded in ``synth.json`` (lengths rounded)."""
         return {"frame": [self.width, self.height], "person_height_top_row": round(self.top, 2),
                 "person_height_bottom_row": round(self.bottom, 2), "orient": self.orient, "flow": self.flow,
                 "feet_band": [round(self.band[0], 1), round(self.band[1], 1)], "source": self.source,
@@ -483,8 +494,10 @@ def _even(v: float) -> int:
 
 
 def output_size(footage: Footage, width: int | None) -> tuple[int, int]:
-    """Output frame size: ``width`` (default the footage's) and the height that keeps
-    the aspect ratio, both even (H.264 4:2:0)."""
+    """Output frame size ``(width, height)``, both even (H.264 4:2:0).
+
+    ``width`` defaults to the footage's; the height keeps the aspect ratio.
+    """
     w = footage.width if width is None else int(width)
     if w < MIN_WIDTH:
         raise ConfigError(f"--width must be at least {MIN_WIDTH} px, got {w}")
@@ -533,7 +546,8 @@ def plan_footage(footage: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int 
 
     Args:
         footage: the background video (any resolution and frame rate PyAV reads).
-        n_train, n_test: clips per split.
+        n_train: training clips.
+        n_test: test clips.
         seed: seeds every clip's anomaly, walkers and colours.
         clip_frames: frames per clip (default: 8 seconds, at least :data:`MIN_CLIP`).
         width: output width (default the footage's); the height keeps the aspect.
@@ -656,7 +670,12 @@ def generate_from_footage(footage: str | Path, root: str | Path, n_train: int = 
     Args:
         footage: the background video.
         root: output folder (empty, new, or an earlier synthetic set with ``overwrite``).
-        n_train, n_test, seed, clip_frames, width, scale: see :func:`plan_footage`.
+        n_train: training clips (this and the next five: see :func:`plan_footage`).
+        n_test: test clips.
+        seed: the seed of every clip's anomaly, walkers and colours.
+        clip_frames: frames per clip.
+        width: output width.
+        scale: person height(s) in footage px, instead of the estimate.
         workers: processes drawing and encoding clips (the output does not depend on it).
         overwrite: replace an earlier synthetic set in ``root``.
         progress: optional callable ``(done, total)`` called after each clip.

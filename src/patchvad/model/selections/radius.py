@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from patchvad.model.selections.base import (Selection, SelectionConfig, SelectionRule, cells_of, clamp_k, map_peak,
-                                            snippet_peaks)
+from patchvad.model.selections.base import (
+    Selection,
+    SelectionConfig,
+    SelectionRule,
+    cells_of,
+    clamp_k,
+    map_peak,
+    snippet_peaks,
+)
 
 
 class RadiusProximity(SelectionRule):
