@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -314,7 +313,7 @@ def adapt_model(model: AnomalyModel, videos: Sequence[VideoFeatures], false_alar
     arrays = [vf.x for vf in videos]
     measured = restandardise(model.encoder, arrays)
     a0, b0 = prior_scale(model.encoder, arrays)
-    cast(torch.Tensor, model.encoder.prior_scale).copy_(torch.tensor([a0, b0], dtype=torch.float32))
+    model.encoder.prior_scale.copy_(torch.tensor([a0, b0], dtype=torch.float32))
     after = _frame_scores(model, videos)
     model.threshold = false_alarm_threshold(after, false_alarms)
     return Adaptation(threshold_before=threshold_before, threshold=model.threshold,
