@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from patchvad.errors import ConfigError
 from patchvad.metrics.frame import UndefinedMetricError
+from patchvad.registry import add, lookup
 
 if TYPE_CHECKING:
     from patchvad.metrics.scope import EvalScope
@@ -110,20 +110,12 @@ METRICS: dict[str, MetricSpec] = {spec.key: spec for spec in (
 
 def get_metric(key: str) -> MetricSpec:
     """The registered metric called ``key`` (ConfigError naming the choices otherwise)."""
-    try:
-        return METRICS[key]
-    except KeyError:
-        raise ConfigError(f"unknown metric '{key}'; choose one of {list(METRICS)}") from None
+    return lookup(METRICS, key, f"unknown metric '{key}'; choose one of {list(METRICS)}")
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
     """Add ``spec`` to the table (last row) under ``spec.key`` (refuses to replace another metric)."""
-    if not spec.key:
-        raise ValueError("a metric needs a key")
-    if spec.key in METRICS and METRICS[spec.key] is not spec:
-        raise ValueError(f"metric '{spec.key}' is registered already")
-    METRICS[spec.key] = spec
-    return spec
+    return add(METRICS, spec.key, spec, "metric", key="key")
 
 
 def metric_keys() -> tuple[str, ...]:

@@ -16,7 +16,6 @@ choices, config validation, the demo, ``compare`` and ``ensemble`` read this reg
 
 from __future__ import annotations
 
-from patchvad.errors import ConfigError
 from patchvad.model.methods.base import Method, PatchMILMethod, VideoMILMethod
 from patchvad.model.methods.motion_floor import MotionFloor
 from patchvad.model.methods.oracle import Oracle
@@ -25,6 +24,7 @@ from patchvad.model.methods.proximity import Proximity
 from patchvad.model.methods.random import Random
 from patchvad.model.methods.sultani import Sultani
 from patchvad.model.methods.video_mil import VideoMIL
+from patchvad.registry import add, lookup
 
 METHODS: dict[str, Method] = {method.name: method for method in (
     Proximity(),
@@ -39,20 +39,12 @@ METHODS: dict[str, Method] = {method.name: method for method in (
 
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (ConfigError naming the choices otherwise)."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown method '{name}'; choose one of {list(METHODS)}") from None
+    return lookup(METHODS, name, f"unknown method '{name}'; choose one of {list(METHODS)}")
 
 
 def register_method(method: Method) -> Method:
     """Add ``method`` to the registry under ``method.name`` (refuses to replace another method)."""
-    if not method.name:
-        raise ValueError("a method needs a name")
-    if method.name in METHODS and METHODS[method.name] is not method:
-        raise ValueError(f"method '{method.name}' is registered already")
-    METHODS[method.name] = method
-    return method
+    return add(METHODS, method.name, method, "method")
 
 
 def method_names(*, trained: bool | None = None, video_level: bool | None = None) -> tuple[str, ...]:
