@@ -109,4 +109,47 @@ def snippet_peaks(flat: torch.Tensor, gw: int) -> tuple[torch.Tensor, torch.Tens
     return peak // gw, peak % gw
 
 
-__all__ = ["Selection", "SelectionConfig", "SelectionRule", "cells_of", "clamp_k", "map_peak", "snippet_peaks"]
+@dataclass
+class Anchored:
+    """One map prepared for a peak-anchored rule: its flat view ``(Gh * Gw,)``, grid, ``k`` and peak."""
+
+    flat: torch.Tensor
+    gh: int
+    gw: int
+    k: int
+    peak: tuple[int, int]
+
+    @classmethod
+    def of(cls, m: torch.Tensor, cfg: SelectionConfig, peak: tuple[int, int] | None) -> Anchored:
+        """``m`` ``(Gh, Gw)`` anchored at ``peak`` (its first maximum when not given)."""
+        gh, gw = m.shape
+        return cls(m.reshape(-1), gh, gw, clamp_k(cfg.k, gh * gw), map_peak(m) if peak is None else peak)
+
+
+@dataclass
+class SnippetOffsets:
+    """Every snippet's cells relative to its own peak, for the vectorised snippet scores.
+
+    Attributes:
+        flat: ``(T, Gh * Gw)`` scores; k: cells selected.
+        di, dj: ``(T, Gh, Gw)`` signed row / column offsets of each cell from the peak.
+    """
+
+    flat: torch.Tensor
+    k: int
+    di: torch.Tensor
+    dj: torch.Tensor
+
+    @classmethod
+    def of(cls, s: torch.Tensor, cfg: SelectionConfig) -> SnippetOffsets:
+        """The offsets of ``s`` ``(T, Gh, Gw)``."""
+        t, gh, gw = s.shape
+        flat = s.reshape(t, -1)
+        pi_r, pj = snippet_peaks(flat, gw)
+        ii = torch.arange(gh, device=s.device).view(1, -1, 1)
+        jj = torch.arange(gw, device=s.device).view(1, 1, -1)
+        return cls(flat, clamp_k(cfg.k, gh * gw), ii - pi_r.view(-1, 1, 1), jj - pj.view(-1, 1, 1))
+
+
+__all__ = ["Anchored", "Selection", "SelectionConfig", "SelectionRule", "SnippetOffsets", "cells_of", "clamp_k",
+           "map_peak", "snippet_peaks"]

@@ -9,15 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from patchvad.model.selections.base import (
-    Selection,
-    SelectionConfig,
-    SelectionRule,
-    cells_of,
-    clamp_k,
-    map_peak,
-    snippet_peaks,
-)
+from patchvad.model.selections.base import Anchored, Selection, SelectionConfig, SelectionRule, SnippetOffsets, cells_of
 
 
 def proximity_weights(shape: tuple[int, int], peak: tuple[int, int], sigma: float,
@@ -37,26 +29,18 @@ class GaussianProximity(SelectionRule):
 
     def select(self, m: torch.Tensor, cfg: SelectionConfig, peak: tuple[int, int] | None = None) -> Selection:
         """Select around ``peak`` (the argmax of ``m`` ``(Gh, Gw)`` when not given)."""
-        gh, gw = m.shape
-        k = clamp_k(cfg.k, gh * gw)
-        peak = map_peak(m) if peak is None else peak
-        flat = m.reshape(-1)
-        pi = proximity_weights((gh, gw), peak, cfg.sigma, device=m.device).to(m.dtype).reshape(-1)
-        idx = torch.topk((pi * flat).detach(), k).indices
+        a = Anchored.of(m, cfg, peak)
+        pi = proximity_weights((a.gh, a.gw), a.peak, cfg.sigma, device=m.device).to(m.dtype).reshape(-1)
+        idx = torch.topk((pi * a.flat).detach(), a.k).indices
         w = pi[idx]
-        score = (w * flat[idx]).sum() / w.sum()
-        return Selection(score=score, cells=cells_of(idx, gw), weights=w, peak=peak)
+        score = (w * a.flat[idx]).sum() / w.sum()
+        return Selection(score=score, cells=cells_of(idx, a.gw), weights=w, peak=a.peak)
 
     def snippet_scores(self, s: torch.Tensor, cfg: SelectionConfig) -> torch.Tensor:
         """Vectorised ``select(s[t]).score`` for every snippet: ``(T, Gh, Gw)`` -> ``(T,)``."""
-        t, gh, gw = s.shape
-        k = clamp_k(cfg.k, gh * gw)
-        flat = s.reshape(t, -1)
-        pi_r, pj = snippet_peaks(flat, gw)
-        ii = torch.arange(gh, device=s.device).view(1, -1, 1)
-        jj = torch.arange(gw, device=s.device).view(1, 1, -1)
-        d2 = ((ii - pi_r.view(-1, 1, 1)) ** 2 + (jj - pj.view(-1, 1, 1)) ** 2).to(s.dtype).reshape(t, -1)
+        o = SnippetOffsets.of(s, cfg)
+        d2 = (o.di ** 2 + o.dj ** 2).to(s.dtype).reshape(s.shape[0], -1)
         pi = torch.exp(-d2 / (2.0 * cfg.sigma * cfg.sigma))
-        idx = torch.topk(pi * flat, k, dim=1).indices
+        idx = torch.topk(pi * o.flat, o.k, dim=1).indices
         w = torch.gather(pi, 1, idx)
-        return (w * torch.gather(flat, 1, idx)).sum(1) / w.sum(1)
+        return (w * torch.gather(o.flat, 1, idx)).sum(1) / w.sum(1)
