@@ -51,6 +51,16 @@ def check_features(store: FeatureStore, entries: list[VideoEntry]) -> None:
                            f"`patchvad extract` on this dataset first", path=store.path)
 
 
+def segment_edges(t: int, max_snippets: int) -> np.ndarray:
+    """``(max_snippets + 1,)`` boundaries ``round(linspace(0, t, max_snippets + 1))`` of the pooled segments."""
+    return np.round(np.linspace(0, t, max_snippets + 1)).astype(np.int64)
+
+
+def stretch_index(t: int, max_snippets: int) -> torch.Tensor:
+    """``(max_snippets,)`` snippet index of each slot when a ``t``-snippet video is stretched (repeats)."""
+    return torch.as_tensor(np.floor(np.linspace(0, t, max_snippets, endpoint=False)).astype(np.int64))
+
+
 def pool_snippets(x: torch.Tensor, max_snippets: int, upsample_short: bool = False) -> torch.Tensor:
     """Resample a ``(T, ...)`` sequence to ``max_snippets`` along time.
 
@@ -60,13 +70,12 @@ def pool_snippets(x: torch.Tensor, max_snippets: int, upsample_short: bool = Fal
     """
     t = x.shape[0]
     if t > max_snippets:
-        edges = np.round(np.linspace(0, t, max_snippets + 1)).astype(np.int64)
+        edges = segment_edges(t, max_snippets)
         csum = torch.cat([torch.zeros_like(x[:1], dtype=torch.float32), torch.cumsum(x.float(), 0)])
         lo, hi = torch.as_tensor(edges[:-1]), torch.as_tensor(edges[1:])
         return ((csum[hi] - csum[lo]) / (hi - lo).view(-1, *([1] * (x.ndim - 1))).float()).to(x.dtype)
     if t < max_snippets and upsample_short:
-        idx = torch.as_tensor(np.floor(np.linspace(0, t, max_snippets, endpoint=False)).astype(np.int64))
-        return x[idx]
+        return x[stretch_index(t, max_snippets)]
     return x
 
 

@@ -17,6 +17,7 @@ import torch
 from patchvad.data.folder import GroundTruth, VideoEntry, read_oracle_labels
 from patchvad.features.snippets import SnippetMap
 from patchvad.metrics.patch import COVERAGE, cell_labels_per_frame
+from patchvad.training.data import segment_edges, stretch_index
 
 
 def snippet_cell_targets(gt: GroundTruth, snippets: SnippetMap, grid: tuple[int, int],
@@ -40,11 +41,10 @@ def pool_targets(y: torch.Tensor, max_snippets: int, upsample_short: bool = Fals
     """Targets resampled like the inputs (``pool_snippets``): a pooled segment is 1 when any of its snippets is."""
     t = y.shape[0]
     if t > max_snippets:
-        edges = np.round(np.linspace(0, t, max_snippets + 1)).astype(np.int64)
+        edges = segment_edges(t, max_snippets)
         return torch.stack([y[lo:hi].amax(0) for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
     if t < max_snippets and upsample_short:
-        idx = torch.as_tensor(np.floor(np.linspace(0, t, max_snippets, endpoint=False)).astype(np.int64))
-        return y[idx]
+        return y[stretch_index(t, max_snippets)]
     return y
 
 
