@@ -24,6 +24,7 @@ METHOD_STYLE: dict[str, tuple[str, str]] = {
 }
 _EXTRA_COLORS = ("#2b8a3e", "#c2255c", "#5f3dc4", "#a61e4d", "#e67700", "#1864ab")
 GT_SHADE = "#ff6b6b"
+EVENT_SHADE = "#f59f00"   # events found on footage (no ground truth there)
 
 
 def method_color(name: str, index: int = 0) -> str:
@@ -140,7 +141,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def timeline_png(series: Sequence[Series], gt_labels: np.ndarray | None, thresholds: Sequence[tuple[float, str]] = (),
                  title: str = "", fps: float | None = None, size: tuple[float, float] = (6.4, 2.0),
-                 legend: bool = False) -> bytes:
+                 legend: bool = False, *, spans: Sequence[tuple[float, float]] = (), span_color: str = EVENT_SHADE,
+                 x_end: float | None = None) -> bytes:
     """Per-frame scores of one video with its ground-truth anomalous frames shaded.
 
     Args:
@@ -148,9 +150,15 @@ def timeline_png(series: Sequence[Series], gt_labels: np.ndarray | None, thresho
         gt_labels: ``(F,)`` 0/1, shaded red where 1; None for none.
         thresholds: ``(value, colour)`` dashed horizontal lines.
         title: chart title ("" for none).
-        fps: when given, the x axis reads in seconds.
+        fps: when given, the x axis reads in seconds (``x / fps``; 1.0 for ``x`` already in
+            seconds).
         size: figure ``(width, height)`` in inches.
         legend: draw a legend in the plot (the report draws one for all timelines instead).
+        spans: ``(start, end)`` ranges in the axis' own units (seconds with ``fps``): the
+            events of a prediction on footage.
+        span_color: the colour ``spans`` are shaded in.
+        x_end: the right end of the x axis in its own units (default: the frame count,
+            divided by ``fps`` when given).
     """
     fig = _figure(*size)
     ax = fig.add_subplot()
@@ -162,6 +170,8 @@ def timeline_png(series: Sequence[Series], gt_labels: np.ndarray | None, thresho
         for i, (a, b) in enumerate(_runs(gt_labels)):
             ax.axvspan(a / div, b / div, color=GT_SHADE, alpha=0.22, linewidth=0,
                        label="ground truth" if i == 0 else None)
+    for i, (start, stop) in enumerate(spans):
+        ax.axvspan(start, stop, color=span_color, alpha=0.25, linewidth=0, label="event" if i == 0 else None)
     lo, hi = 0.0, 1.0
     for s in series:
         y = np.asarray(s.y, dtype=float)
@@ -174,7 +184,7 @@ def timeline_png(series: Sequence[Series], gt_labels: np.ndarray | None, thresho
         ax.axhline(value, color=color, linewidth=0.9, linestyle=(0, (4, 3)), alpha=0.8)
     pad = 0.04 * (hi - lo)
     ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlim(0, max(n, 1) / div)
+    ax.set_xlim(0, max(n, 1) / div if x_end is None else float(x_end))
     ax.set_xlabel("seconds" if fps else "frame", fontsize=8.5, color="#495057")
     ax.set_ylabel("score", fontsize=8.5, color="#495057")
     if title:
