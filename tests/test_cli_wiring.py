@@ -248,14 +248,14 @@ CASES: dict[str, tuple] = {
     "predict": (
         _predict,
         ["predict", "cams/*.mp4", "--ckpt", "m.safetensors", "--out", "o", "--stream", "--threshold", "0.3",
-         "--delay", "2", "--history", "8", "--device", "cuda:1", "--no-overlay", "--force"],
+         "--delay", "2", "--history", "8", "--device", "cuda:1", "--no-overlay", "--force", "--report"],
         {"predict_command": {"source": "cams/*.mp4", "ckpt": P("m.safetensors"), "out": P("o"), "stream": True,
                              "threshold": 0.3, "delay": 2, "history": 8, "device": "cuda:1", "overlay": False,
-                             "force": True}},
+                             "force": True, "report_page": True}},
         ["predict", "v.mp4", "--ckpt", "m.safetensors", "--out", "o"],
         {"predict_command": {"source": "v.mp4", "ckpt": P("m.safetensors"), "out": P("o"), "stream": False,
                              "threshold": None, "delay": 1, "history": 64, "device": "cpu", "overlay": True,
-                             "force": False}},
+                             "force": False, "report_page": False}},
     ),
     "adapt": (
         _adapt,

@@ -112,7 +112,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     report = predict_command(args.source, Path(args.ckpt), Path(args.out), stream=args.stream,
                              threshold=args.threshold, device=args.device, delay=args.delay, history=args.history,
-                             overlay=not args.no_overlay, force=args.force)
+                             overlay=not args.no_overlay, force=args.force, report_page=args.report)
     return 1 if report.failed else 0
 
 
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     p.add_argument("--force", action="store_true",
                    help="recompute videos a previous run already finished with this checkpoint and settings")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html: per video the score timeline, the events with thumbnails and "
+                        "the overlay video (docs/predict.md)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("adapt", help="refit a model to your own camera from its ordinary footage (docs/own-camera.md)")

@@ -722,7 +722,8 @@ def _start_over(folder: Path) -> None:
 
 def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, threshold: float | None = None,
                     device: str = "cpu", delay: int = 1, history: int = 64, overlay: bool = True,
-                    echo: Callable[[str], None] = print, force: bool = False) -> PredictReport:
+                    echo: Callable[[str], None] = print, force: bool = False,
+                    report_page: bool = False) -> PredictReport:
     """``patchvad predict``: every source in turn; a failing one is reported, the rest go on.
 
     Outputs of a finished video are written before the next one starts, so a later
@@ -730,7 +731,8 @@ def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, th
     finished with the same checkpoint, threshold, mode and overlay setting from an
     unchanged source file (``events.json`` is the completion record; ``force``
     recomputes them). Two sources with the same stem would share an output folder:
-    the second one fails.
+    the second one fails. With ``report_page``, ``out/report.html`` shows every video
+    of the run, predicted or skipped (:func:`patchvad.viz.footage.write_predict_report`).
     """
     from patchvad.io.files import sha256_file
 
@@ -784,4 +786,10 @@ def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, th
                "videos": [d.stem for d in report.done] + report.skipped, "skipped": report.skipped,
                "failed": report.failed}
     atomic_write_text(Path(out) / "predict.json", json.dumps(summary, indent=2) + "\n")
+    if report_page:
+        from patchvad.viz.footage import write_predict_report
+
+        page = write_predict_report(out, [d.stem for d in report.done] + report.skipped, report.failed,
+                                    run={k: summary[k] for k in ("checkpoint", "threshold", "mode")})
+        echo(f"report: {page}")
     return report
