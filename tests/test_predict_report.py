@@ -160,13 +160,17 @@ def test_report_for_a_folder_of_videos(setup, tmp_path) -> None:
     assert page.sections["yard"]["events"] == []
     html = (out / "report.html").read_text()
     assert "No event: no frame scored at or above 0.500" in html
-    # A rerun skips both videos and still shows both; the page can also be made again from the folder.
+    # A rerun (here through a glob) skips the finished gate and redoes yard: the page still shows both,
+    # in source order; it can also be made again from the folder alone.
     from patchvad.predict import predict_command
 
+    (out / "yard" / "events.json").unlink()
     report = predict_command(str(setup["footage"] / "*.mp4"), setup["ckpt"], out, threshold=0.5, report_page=True,
                              echo=lines.append)
-    assert report.skipped == ["gate", "yard"] and any("report.html" in line for line in lines)
+    assert report.skipped == ["gate"] and [d.stem for d in report.done] == ["yard"]
+    assert any("report.html" in line for line in lines)
     check_page(out, ["gate", "yard"])
+    assert json.loads((out / "predict.json").read_text())["videos"] == ["gate", "yard"]
     (out / "report.html").unlink()
     assert build_predict_report(out) == out / "report.html"
     check_page(out, ["gate", "yard"])

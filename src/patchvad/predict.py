@@ -778,18 +778,21 @@ def predict_command(source: str, ckpt: Path, out: Path, stream: bool = False, th
         echo(f"{det.stem}: {det.frame_count} frames, {len(det.events)} event(s) at threshold {det.threshold:.3f}"
              + "".join(f"\n  {ev.start_time:7.2f}s - {ev.end_time:7.2f}s  peak {ev.peak_score:.3f}"
                        for ev in det.events) + status)
+    # Every video with outputs from this run or an earlier one, in source order.
+    finished = {d.stem for d in report.done} | set(report.skipped)
+    shown = [stem for stem in stems if stem in finished]
     skipped = f", skipped {len(report.skipped)} already predicted" if report.skipped else ""
     echo(f"predicted {len(report.done)} video(s) into {out}{skipped}; {len(report.failed)} failed")
     for src, why in report.failed.items():
         echo(f"  FAILED {why}" if why.startswith(src) else f"  FAILED {src}: {why}")
     summary = {"checkpoint": str(ckpt), "threshold": detector.threshold, "mode": "stream" if stream else "offline",
-               "videos": [d.stem for d in report.done] + report.skipped, "skipped": report.skipped,
+               "videos": shown, "skipped": report.skipped,
                "failed": report.failed}
     atomic_write_text(Path(out) / "predict.json", json.dumps(summary, indent=2) + "\n")
     if report_page:
         from patchvad.viz.footage import write_predict_report
 
-        page = write_predict_report(out, [d.stem for d in report.done] + report.skipped, report.failed,
+        page = write_predict_report(out, shown, report.failed,
                                     run={k: summary[k] for k in ("checkpoint", "threshold", "mode")})
         echo(f"report: {page}")
     return report
