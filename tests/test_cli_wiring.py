@@ -179,15 +179,17 @@ CASES: dict[str, tuple] = {
     ),
     "compare": (
         _compare,
-        ["compare", "--data", "d", "--features", "f", "--out", "o", "--methods", "proximity", "random",
-         "--seeds", "3", "4", "--config", "c.yaml", "--fresh", "--jobs", "2"],
-        {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": ["proximity", "random"],
+        ["compare", "--data", "d", "--features", "f", "--out", "o", "--methods", "proximity", "oracle",
+         "--seeds", "3", "4", "--config", "c.yaml", "--oracle-labels", "gt", "--fresh", "--jobs", "2"],
+        {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": ["proximity", "oracle"],
                              "seeds": [3, 4], "config": P("c.yaml"), "fresh": True, "jobs": 2,
-                             "command": "patchvad compare --data d --features f --out o --methods proximity random "
-                                        "--seeds 3 4 --config c.yaml --jobs 2"}},
+                             "oracle_labels": P("gt"),
+                             "command": "patchvad compare --data d --features f --out o --methods proximity oracle "
+                                        "--seeds 3 4 --config c.yaml --oracle-labels gt --jobs 2"}},
         ["compare", "--data", "d", "--features", "f", "--out", "o"],
         {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": None,
-                             "seeds": [0, 1, 2], "config": None, "fresh": False, "jobs": 1}},
+                             "seeds": [0, 1, 2], "config": None, "fresh": False, "jobs": 1,
+                             "oracle_labels": None}},
     ),
     "extract": (
         _extract,

@@ -20,7 +20,7 @@ from patchvad.data.synth import (
     synth_command,
 )
 from patchvad.data.synth.config import CameraDraw
-from patchvad.data.synth.generate import ORACLE_RECORD
+from patchvad.data.synth.generate import ORACLE_RECORD, write_oracle_labels
 from patchvad.data.synth.render import VideoScene
 from patchvad.data.synth.stats import measure
 from patchvad.errors import ConfigError, DatasetError
@@ -431,6 +431,21 @@ def test_oracle_labels_round_trip_and_match_the_generators_boxes(newcam) -> None
         read_oracle_labels(oracle, DatasetFolder(root).test_set())
     with pytest.raises(DatasetError, match="oracle label folder not found"):
         read_oracle_labels(oracle / "missing", train)
+
+
+def test_oracle_labels_written_later_are_the_bytes_generation_wrote(newcam, tmp_path: Path) -> None:
+    """write_oracle_labels (the demo's repair of a folder made without labels) renders nothing."""
+    root, oracle = newcam
+    later = write_oracle_labels(root, tmp_path / "later", workers=2)
+    files = sorted(p.relative_to(oracle) for p in oracle.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(later) for p in later.rglob("*") if p.is_file())
+    assert len(files) == N_NEWCAM_TRAIN + N_NEWCAM_TRAIN // 2 + 1          # labels, tracks, record
+    for rel in files:
+        assert sha256_file(oracle / rel) == sha256_file(later / rel), rel
+    with pytest.raises(DatasetError, match="already holds"):
+        write_oracle_labels(root, later)
+    with pytest.raises(ConfigError, match="lies inside the dataset root"):
+        write_oracle_labels(root, root / "labels")
 
 
 def test_decoded_newcam_video_differs_from_the_scene_without_anomaly_inside_the_boxes(newcam) -> None:

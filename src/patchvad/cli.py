@@ -137,11 +137,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     words += ["--methods", *args.methods] if args.methods else []
     words += ["--seeds", *map(str, args.seeds)]
     words += ["--config", args.config] if args.config else []
+    words += ["--oracle-labels", args.oracle_labels] if args.oracle_labels else []
     words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
     command = "patchvad compare " + " ".join(shlex.quote(w) for w in words)
     compare_command(Path(args.data), Path(args.features), Path(args.out), methods=args.methods, seeds=args.seeds,
                     config=Path(args.config) if args.config else None, fresh=args.fresh, jobs=args.jobs,
-                    command=command)
+                    command=command, oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None)
     return 0
 
 
@@ -261,10 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="its feature folder")
     p.add_argument("--out", required=True, help="output folder (runs, predictions, results.json, results.md)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), metavar="METHOD",
-                   help="registered methods (default: all: " + ", ".join(METHODS) + ")")
+                   help="registered methods (default: all: " + ", ".join(METHODS) + "; oracle only with "
+                        "--oracle-labels)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                    help="training seeds (a method whose output does not depend on the seed runs the first only)")
     p.add_argument("--config", default=None, help="YAML run configuration for every method")
+    p.add_argument("--oracle-labels", default=None, metavar="DIR",
+                   help="training ground truth for the oracle's fits only (patchvad synth ... --oracle-labels DIR); "
+                        "the table then adds weak / oracle ratios")
     p.add_argument("--fresh", action="store_true", help="fit and test again runs already in results.json")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     p.set_defaults(func=_cmd_compare)

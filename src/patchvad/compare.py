@@ -1,7 +1,7 @@
 """The experiment harness: runs of (method, seed, configuration) -> fit, test, evaluate; mean and spread.
 
     patchvad compare --data ROOT --features FEATS --out DIR [--methods M ...] [--seeds 0 1 2] [--config CFG]
-                     [--fresh] [--jobs N]
+                     [--oracle-labels DIR2] [--fresh] [--jobs N]
 
 One loop serves ``patchvad compare`` and the demo (its methods x seeds and its ablation):
 
@@ -19,6 +19,13 @@ One loop serves ``patchvad compare`` and the demo (its methods x seeds and its a
   table: mean and sample standard deviation over seeds, the grid ceiling of the test
   split (:func:`patchvad.metrics.ceiling.grid_ceiling`), the command). Runs already in
   ``results.json`` are kept (``--fresh`` fits and tests everything again).
+
+The supervised oracle (``oracle``, an upper bound trained on the training videos'
+ground-truth cells) runs only with ``oracle_labels`` (``--oracle-labels DIR2``, written
+by ``patchvad synth ROOT --oracle-labels DIR2``); the folder goes to the oracle's fits
+and to no other run (:func:`labels_for`). With the oracle in the table, results.json's
+``ratios`` and results.md's ``<weak> / oracle`` rows give, per weakly supervised trained
+method and metric, its mean over the oracle's (:mod:`patchvad.metrics.ratios`).
 
 Methods come from the method registry (:mod:`patchvad.model.methods`), metrics from the
 metric table (:mod:`patchvad.metrics.table`). Parallel runs start fresh interpreters, so
@@ -40,10 +47,12 @@ from tqdm import tqdm
 
 from patchvad.config import RunConfig
 from patchvad.ensemble import INFERENCE_FILE
+from patchvad.errors import ConfigError
 from patchvad.inference import test
 from patchvad.io.files import atomic_write_json, atomic_write_text
 from patchvad.metrics.ceiling import grid_ceiling
 from patchvad.metrics.evaluate import evaluate_folder
+from patchvad.metrics.ratios import ORACLE, RATIO_NOTE, oracle_ratios
 from patchvad.metrics.table import headline_metrics, summary_keys, table_metrics
 from patchvad.model.methods import METHODS, get_method
 from patchvad.model.model import read_metadata
@@ -68,6 +77,8 @@ class Run:
         config: the run configuration, a YAML path, or None for the method's defaults.
         model_dir: the RUN folder (``model.safetensors``).
         pred_dir: the predictions folder of the test split.
+        oracle_labels: the training videos' ground truth, for a method trained on cells
+            (the oracle) only; None for every weakly supervised method.
     """
 
     key: Hashable
@@ -76,6 +87,7 @@ class Run:
     config: RunConfig | Path | None
     model_dir: Path
     pred_dir: Path
+    oracle_labels: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,8 @@ def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> Ru
     fit_seconds = None
     if fresh or not ckpt.exists():
         t0 = time.perf_counter()
-        fit(data, features, run.model_dir, method=run.method, seed=run.seed, config=run.config, log=None)
+        fit(data, features, run.model_dir, method=run.method, seed=run.seed, config=run.config, log=None,
+            oracle_labels=run.oracle_labels)
         fit_seconds = time.perf_counter() - t0
     done = run.pred_dir / INFERENCE_FILE
     if not done.exists() or done.stat().st_mtime < ckpt.stat().st_mtime:
@@ -158,16 +171,59 @@ def execute(runs: Sequence[Run], data: Path, features: Path, jobs: int = 1, fres
     return {k: done[k] for k in keys}
 
 
-def plan(methods: Sequence[str], seeds: Sequence[int], out: Path, config: RunConfig | Path | None = None
-         ) -> list[Run]:
-    """``compare``'s runs: method x seed (first seed only for a method that is not seeded), ``out`` layout."""
+def labels_for(method: str, oracle_labels: Path | None) -> Path | None:
+    """The oracle label folder for a method trained on cells; None for every other method.
+
+    The one place where a run is handed training ground truth (``fit`` refuses it for
+    weak methods as well).
+    """
+    return Path(oracle_labels) if oracle_labels is not None and get_method(method).needs_cell_targets else None
+
+
+def weak_trained(methods: Sequence[str]) -> list[str]:
+    """The weakly supervised trained methods among ``methods`` (the rows of ``weak / oracle``)."""
+    return [m for m in methods if m in METHODS and METHODS[m].trained and not METHODS[m].needs_cell_targets]
+
+
+def plan(methods: Sequence[str], seeds: Sequence[int], out: Path, config: RunConfig | Path | None = None,
+         oracle_labels: Path | None = None) -> list[Run]:
+    """``compare``'s runs: method x seed (first seed only for a method that is not seeded), ``out`` layout.
+
+    ``oracle_labels`` reaches the runs of methods trained on cells only (:func:`labels_for`).
+    """
     runs = []
     for name in methods:
         method = get_method(name)
         for seed in (seeds if method.seeded else seeds[:1]):
             key = f"{name}_s{seed}"
-            runs.append(Run(key, name, int(seed), config, out / key, out / f"pred_{key}"))
+            runs.append(Run(key, name, int(seed), config, out / key, out / f"pred_{key}",
+                            labels_for(name, oracle_labels)))
     return runs
+
+
+def check_methods(methods: Sequence[str] | None, oracle_labels: Path | None) -> list[str]:
+    """The methods to run: as given, or every registered one (a cell-trained one only with labels).
+
+    Raises:
+        ConfigError: a method trained on cells without ``oracle_labels``; ``oracle_labels``
+            that no requested method reads, or that is not a folder.
+    """
+    if methods is None:
+        methods = [m for m in METHODS if oracle_labels is not None or not METHODS[m].needs_cell_targets]
+    methods = list(methods)
+    cells = [m for m in methods if get_method(m).needs_cell_targets]
+    if cells and oracle_labels is None:
+        raise ConfigError(f"method {cells[0]!r} is the supervised upper bound and is trained on the training "
+                          "videos' ground truth: give --oracle-labels DIR (written by patchvad synth ROOT "
+                          f"--oracle-labels DIR), or leave {cells[0]!r} out of --methods")
+    if oracle_labels is not None:
+        if not cells:
+            raise ConfigError("--oracle-labels is read by the supervised oracle only; add oracle to --methods "
+                              "or leave --oracle-labels out", path=oracle_labels)
+        if not Path(oracle_labels).is_dir():
+            raise ConfigError("oracle label folder not found; write one with patchvad synth ROOT "
+                              "--oracle-labels DIR", path=oracle_labels)
+    return methods
 
 
 def run_record(result: RunResult) -> dict[str, Any]:
@@ -189,8 +245,13 @@ def summarise(results: dict, methods: Sequence[str], seeds: Sequence[int]) -> di
     return {m: {k: s[k] for k in ("mean", "std", "n")} for m, s in summary["methods"].items()}
 
 
-def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str) -> str:
-    """``results.md``: one row per method, the metric table's scores then :data:`RUN_COLUMNS`."""
+def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str,
+                    ratios: dict[str, dict[str, float | None]] | None = None) -> str:
+    """``results.md``: one row per method, the metric table's scores then :data:`RUN_COLUMNS`.
+
+    ``ratios`` (:func:`~patchvad.metrics.ratios.oracle_ratios`): one ``<weak> / oracle``
+    row each after the methods, and the footnote that says what they are.
+    """
     cols = [(spec.key, spec.label) for spec in table_metrics()] + list(RUN_COLUMNS.items())
     lines = ["| method | n | " + " | ".join(label for _, label in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
@@ -206,6 +267,9 @@ def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str
             else:
                 cells.append(f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}")
         lines.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
+    for name, row in (ratios or {}).items():
+        cells = ["-" if row.get(key) is None else f"{row[key]:.3f}" for key, _ in cols]
+        lines.append(f"| {name.replace('/', ' / ')} | | " + " | ".join(cells) + " |")
     unseeded = [m for m in summary if m in METHODS and not METHODS[m].seeded]
     text = "\n".join(lines) + "\n\nmean ± sample std over seeds"
     text += f" ({', '.join(unseeded)}: one run, the output does not depend on the seed).\n" if unseeded else ".\n"
@@ -213,6 +277,8 @@ def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str
         text += "\nGrid ceiling (TIoU of a perfect whole-cell map on this test split): " + ", ".join(
             f"{g}: {v['tiou_ceiling']:.3f} ({100 * v['frac_iou_ge_0.1']:.0f}% of GT frames can reach IoU >= 0.1)"
             for g, v in ceiling.items() if v["tiou_ceiling"] is not None) + "\n"
+    if ratios:
+        text += f"\n{RATIO_NOTE}\n"
     text += f"\nCommand: `{command}`\n"
     return text
 
@@ -225,30 +291,38 @@ def _log_line(result: RunResult, rec: dict[str, Any]) -> str:
 
 def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str] | None = None,
                     seeds: Sequence[int] = (0, 1, 2), config: Path | None = None, fresh: bool = False,
-                    jobs: int = 1, command: str | None = None) -> dict:
+                    jobs: int = 1, command: str | None = None, oracle_labels: Path | None = None) -> dict:
     """``patchvad compare``: every method x seed, ``results.json`` and ``results.md`` (module docstring).
 
     Args:
         data: the dataset folder.
         features: its feature store.
         out: the output folder.
-        methods: registered method names (default: every registered method).
+        methods: registered method names (default: every registered method; the
+            oracle only with ``oracle_labels``).
         seeds: training seeds.
         config: a YAML run configuration for every method (None: the defaults).
         fresh: fit and test again runs that are already in ``results.json`` or on disk.
         jobs: runs in parallel processes.
         command: the command line recorded in the outputs.
+        oracle_labels: the training videos' ground truth (``patchvad synth ROOT
+            --oracle-labels DIR``), handed to the oracle's fits only; required when
+            ``methods`` holds the oracle.
 
     Returns:
-        The content of ``results.json``.
+        The content of ``results.json`` (``ratios``: ``{"<weak>/oracle": {metric: float | None}}``
+        when the oracle ran, else empty).
+
+    Raises:
+        ConfigError: see :func:`check_methods`.
     """
-    methods = list(methods or METHODS)
+    methods = check_methods(methods, oracle_labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_JSON
     results = (json.loads(results_path.read_text(encoding="utf-8"))
                if results_path.exists() and not fresh else {"runs": {}})
-    todo = [r for r in plan(methods, seeds, out, config) if fresh or r.key not in results["runs"]]
+    todo = [r for r in plan(methods, seeds, out, config, oracle_labels) if fresh or r.key not in results["runs"]]
 
     def record(result: RunResult) -> None:
         rec = run_record(result)
@@ -257,17 +331,19 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
         atomic_write_json(results_path, results)
 
     execute(todo, data, features, jobs=jobs, fresh=fresh, on_result=record)
-    command = command or "patchvad compare " + " ".join(
-        shlex.quote(str(a)) for a in ("--data", data, "--features", features, "--out", out))
+    words: list = ["--data", data, "--features", features, "--out", out]
+    words += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
+    command = command or "patchvad compare " + " ".join(shlex.quote(str(a)) for a in words)
     summary = summarise(results, methods, seeds)
+    ratios = oracle_ratios(summary, weak_trained(methods)) if ORACLE in methods else {}
     ceiling = grid_ceiling(data)
-    results.update({"summary": summary, "grid_ceiling": ceiling, "command": command})
+    results.update({"summary": summary, "ratios": ratios, "grid_ceiling": ceiling, "command": command})
     atomic_write_json(results_path, results)
-    text = format_markdown(summary, ceiling, command)
+    text = format_markdown(summary, ceiling, command, ratios)
     atomic_write_text(out / RESULTS_MD, text)
     print(text)
     return results
 
 
-__all__ = ["RUN_COLUMNS", "Run", "RunResult", "compare_command", "execute", "execute_one", "format_markdown",
-           "plan", "run_record", "summarise"]
+__all__ = ["RUN_COLUMNS", "Run", "RunResult", "check_methods", "compare_command", "execute", "execute_one",
+           "format_markdown", "labels_for", "plan", "run_record", "summarise", "weak_trained"]

@@ -3,6 +3,13 @@
     synthetic benchmark -> patch features -> fit every method over seeds -> test
     -> evaluate -> metrics.json, report.html, overlays/*.mp4, models/, a terminal table
 
+The methods include the supervised oracle (an upper bound trained on the training
+videos' ground-truth cells); the benchmark's training boxes go to ``OUT/oracle_labels``,
+outside the dataset root ``OUT/data``, and reach the oracle's fits only. metrics.json's
+``ratios`` (``{"<weak method>/oracle": {metric: ratio of means}}``,
+:mod:`patchvad.metrics.ratios`) and the ratio rows of both tables say how much of the
+upper bound each weakly supervised trained method reaches.
+
 Every stage is resumable: a rerun into the same ``--out`` reuses the benchmark, the
 features, finished models and finished predictions (each is written atomically and
 checked before reuse), so an interrupted demo costs only the stage it was in.
@@ -12,20 +19,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchvad.compare import Run, execute
+from patchvad.compare import Run, execute, labels_for, weak_trained
 from patchvad.config import RunConfig
 from patchvad.errors import ConfigError
 from patchvad.io.files import atomic_write_json
+from patchvad.metrics.ratios import ORACLE, oracle_ratios
 from patchvad.metrics.table import headline_metrics, table_metrics
 
 #: the demo's choice of registered methods (model/methods/); the first is the paper's.
-DEMO_METHODS = ("proximity", "plain_topk", "video_mil", "motion_floor", "random")
+#: Longest fits first (the pool then ends evenly): the oracle trains the proximity model's
+#: scorer for as many steps, on every cell of every snippet.
+DEMO_METHODS = ("proximity", "oracle", "plain_topk", "video_mil", "motion_floor", "random")
+#: the folder under ``--out`` that holds the training videos' boxes (outside ``data/``).
+ORACLE_LABELS = "oracle_labels"
 
 
 @dataclass(frozen=True)
@@ -72,14 +85,15 @@ def _config(method: str, preset: DemoPreset, override: dict | None = None) -> Ru
     return RunConfig.for_method(method, base)
 
 
-def _check_reusable(data: Path, p: DemoPreset) -> None:
+def _check_reusable(data: Path, p: DemoPreset, labels: Path | None = None) -> None:
     """Refuse to resume into a folder made by another preset.
 
     Its features, models and predictions belong to other videos under the same names.
+    ``labels``: the oracle label folder, checked against the preset too when it holds a record.
     """
     import json
 
-    from patchvad.data.synth.generate import RECORD
+    from patchvad.data.synth.generate import ORACLE_RECORD, RECORD
 
     try:
         record = json.loads((data / RECORD).read_text(encoding="utf-8"))
@@ -93,6 +107,18 @@ def _check_reusable(data: Path, p: DemoPreset) -> None:
         raise ConfigError(f"holds a demo benchmark of {have[0]} training + {have[1]} test videos (seed {have[2]}, "
                           f"preset {have[3]}), not this preset's {want[0]} + {want[1]} (seed {want[2]}, preset "
                           f"{want[3]}); choose another --out or remove {data.parent}", path=data / RECORD)
+    if labels is None or not (labels / ORACLE_RECORD).is_file():
+        return
+    try:
+        oracle = json.loads((labels / ORACLE_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the oracle labels' record ({exc}); remove {labels}",
+                          path=labels / ORACLE_RECORD) from None
+    made = ((oracle.get("counts") or {}).get("train"), oracle.get("seed"), oracle.get("preset"))
+    if made != (p.n_train, p.benchmark_seed, p.synth_preset):
+        raise ConfigError(f"holds the oracle labels of {made[0]} training videos (seed {made[1]}, preset "
+                          f"{made[2]}), not of this demo's benchmark; remove {labels} (it is written again "
+                          "from the benchmark)", path=labels / ORACLE_RECORD)
 
 
 def overlay_choice(data: Path) -> list[str]:
@@ -119,9 +145,17 @@ def default_jobs() -> int:
 
 
 def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: tuple[str, ...] | None = None) -> str:
-    """The summary table: mean ± std over seeds per method (``keys``: the metric table's scores by default)."""
+    """The summary table: mean ± std over seeds per method (``keys``: the metric table's scores by default).
+
+    Then one row per entry of ``metrics["ratios"]`` (``<weak>/oracle``: the ratio of means)
+    and the line that says what they are.
+    """
+    from patchvad.metrics.ratios import RATIO_NOTE
+
     keys = tuple(spec.key for spec in table_metrics()) if keys is None else keys
-    head = f"{'method':<14}" + "".join(f"{k:>17}" for k in keys)
+    ratios = metrics.get("ratios") or {}
+    width = max([14, *(len(name) + 2 for name in ratios)])
+    head = f"{'method':<{width}}" + "".join(f"{k:>17}" for k in keys)
     lines = [head, "-" * len(head)]
     for m in methods:
         entry = metrics["methods"].get(m)
@@ -131,7 +165,12 @@ def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: t
         for k in keys:
             mean, std = entry["mean"].get(k), entry["std"].get(k)
             cells.append(f"{'n/a':>17}" if mean is None else f"{mean:>10.3f} ± {std or 0.0:.3f}")
-        lines.append(f"{m:<14}" + "".join(cells))
+        lines.append(f"{m:<{width}}" + "".join(cells))
+    for name, row in ratios.items():
+        cells = [f"{'n/a':>17}" if row.get(k) is None else f"{row[k]:>10.3f}       " for k in keys]
+        lines.append(f"{name:<{width}}" + "".join(cells))
+    if ratios:
+        lines += ["", RATIO_NOTE]
     return "\n".join(lines)
 
 
@@ -140,8 +179,9 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     """Run the whole demo into ``out`` and return the metrics summary (metrics.json).
 
     Args:
-        out: output folder (``data/``, ``features/``, ``models/``, ``predictions/``,
-            ``metrics.json``, ``report.html``, ``overlays/``).
+        out: output folder (``data/``, ``oracle_labels/`` (training boxes, the oracle's
+            only), ``features/``, ``models/``, ``predictions/``, ``metrics.json``,
+            ``report.html``, ``overlays/``).
         preset: ``small`` (make demo) or ``full``.
         seeds: training seeds per method (mean and spread are reported).
         ablate: also train the one-factor ablations of the proximity model (seed 0 ..
@@ -153,6 +193,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     import torch
 
     from patchvad.data.synth import generate_benchmark
+    from patchvad.data.synth.generate import ORACLE_RECORD, write_oracle_labels
     from patchvad.features.extract import extract_dataset
     from patchvad.viz.collect import build_report
     from patchvad.viz.report import summarize_runs
@@ -163,19 +204,30 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
         raise ConfigError("--seeds must be >= 1")
     p = DEMO_PRESETS[preset]
     out = Path(out)
-    data, feats = out / "data", out / "features"
+    data, feats, labels = out / "data", out / "features", out / ORACLE_LABELS
     workers = workers or os.cpu_count() or 1
     torch.set_num_threads(os.cpu_count() or 1)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
+    if not (labels / ORACLE_RECORD).is_file():
+        # Labels written only in part (an interrupted run; the record comes last): the
+        # writer's own subfolders go, so that it may write them again.
+        for name in ("tracks", "frame_labels"):
+            shutil.rmtree(labels / name, ignore_errors=True)
     if (data / "manifest.csv").exists() and (data / "synth.json").exists():
-        _check_reusable(data, p)
+        _check_reusable(data, p, labels)
         echo(f"[1/5] benchmark: reusing {data}")
+        if not (labels / ORACLE_RECORD).is_file():
+            # A demo folder from before the oracle joined: its boxes follow from the benchmark's
+            # seed and preset (write_oracle_labels renders nothing), so nothing else is redone.
+            echo(f"      writing the training videos' oracle labels to {labels}")
+            write_oracle_labels(data, labels, workers=workers, overwrite=True)
     else:
-        echo(f"[1/5] benchmark: generating {p.n_train} training + {p.n_test} test videos ({p.synth_preset} preset)")
+        echo(f"[1/5] benchmark: generating {p.n_train} training + {p.n_test} test videos ({p.synth_preset} preset)"
+             f" and the training videos' oracle labels ({labels})")
         generate_benchmark(data, p.n_train, p.n_test, seed=p.benchmark_seed, preset=p.synth_preset, workers=workers,
-                           overwrite=True)
+                           overwrite=True, oracle_labels=labels)
     timings["benchmark"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -190,9 +242,10 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     n_jobs = jobs or default_jobs()
     echo(f"[3/5] training and testing {len(DEMO_METHODS)} methods x {seeds} seeds ({n_jobs} in parallel)")
     # Longest first (DEMO_METHODS is ordered so), so that the pool ends evenly. Every method
-    # runs every seed, seeded or not, so that each row of the table has as many runs.
-    work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}")
-            for m in DEMO_METHODS for s in range(seeds)]
+    # runs every seed, seeded or not, so that each row of the table has as many runs. The
+    # oracle label folder goes to the oracle's runs only (labels_for).
+    work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}",
+                labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds)]
     for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test").values():
         runs[res.run.method][res.run.seed] = res.metrics
     timings["train+test"] = time.perf_counter() - t0
@@ -206,6 +259,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     t0 = time.perf_counter()
     echo("[4/5] metrics")
     metrics = summarize_runs(runs)
+    metrics["ratios"] = oracle_ratios(metrics["methods"], weak_trained(DEMO_METHODS), ORACLE)
     metrics["title"] = "patchvad demo: synthetic surveillance benchmark"
     metrics["dataset"] = {"train_videos": p.n_train, "test_videos": p.n_test, "synth_preset": p.synth_preset,
                           "benchmark_seed": p.benchmark_seed, "seeds": seeds}
@@ -267,4 +321,4 @@ def demo_command(out: Path, preset: str = "small", seeds: int = 3, ablate: bool 
     return metrics
 
 
-__all__ = ["DEMO_METHODS", "DEMO_PRESETS", "demo_command", "format_table", "run_demo"]
+__all__ = ["DEMO_METHODS", "DEMO_PRESETS", "ORACLE_LABELS", "demo_command", "format_table", "run_demo"]

@@ -10,7 +10,8 @@ Pure functions on arrays, plus thin accumulators that stream over videos:
 * the metric table (table.py): :data:`METRICS` (one :class:`MetricSpec` per metric:
   key, label, description, direction, how evaluation computes it), :func:`get_metric`,
   :func:`register_metric`; evaluation scopes (scope.py): :class:`EvalScope`;
-* folder level: :func:`evaluate_folder`, :func:`evaluate_command`.
+* folder level: :func:`evaluate_folder`, :func:`evaluate_command`;
+* ``weak / oracle`` ratios of results tables (ratios.py): :func:`~patchvad.metrics.ratios.oracle_ratios`.
 """
 
 from patchvad.metrics.evaluate import MetricWarning, evaluate_command, evaluate_folder, format_table

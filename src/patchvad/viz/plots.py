@@ -21,6 +21,7 @@ METHOD_STYLE: dict[str, tuple[str, str]] = {
     "motion": ("#0b7285", "Motion floor (no training)"),
     "motion_floor": ("#0b7285", "Motion floor (no training)"),
     "random": ("#868e96", "Random"),
+    "oracle": ("#2f9e44", "Supervised oracle (upper bound)"),
 }
 _EXTRA_COLORS = ("#2b8a3e", "#c2255c", "#5f3dc4", "#a61e4d", "#e67700", "#1864ab")
 GT_SHADE = "#ff6b6b"
@@ -40,10 +41,10 @@ def method_label(name: str) -> str:
 
 
 def method_order(names: Sequence[str]) -> list[str]:
-    """Known methods first in a fixed order (ours first, random last), then the rest as given."""
+    """Known methods first in a fixed order (ours first), then the rest as given, random, the oracle last."""
     known = [m for m in ("proximity", "plain_topk", "video_mil", "motion", "motion_floor") if m in names]
-    rest = [m for m in names if m not in known and m != "random"]
-    return known + rest + (["random"] if "random" in names else [])
+    last = [m for m in ("random", "oracle") if m in names]
+    return known + [m for m in names if m not in known and m not in last] + last
 
 
 @dataclass(frozen=True)

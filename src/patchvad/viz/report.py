@@ -16,6 +16,7 @@ Inputs (all documented in docs/report.md):
                                 "n":    {"<metric>": int, ...}}, ...},
        "spread": "sample standard deviation over seeds (ddof=1)",   # optional
        "ceiling": {"<metric>": float, ...},                          # optional
+       "ratios": {"<weak>/oracle": {"<metric>": float | None}},      # optional (metrics/ratios.py)
        "title": str, "dataset": {str: scalar}}                       # optional
 
 * ``curves``: ``{method: MethodCurves}``; ``timelines``: ``[Timeline]``;
@@ -41,6 +42,7 @@ from urllib.parse import quote
 import numpy as np
 
 from patchvad.io.files import atomic_write_text
+from patchvad.metrics.ratios import ORACLE, RATIO_NOTE
 from patchvad.metrics.table import METRICS, headline_metrics, metric_label, summary_keys, table_metrics
 from patchvad.viz.overlay import auto_scale, draw_overlay, scale_boxes
 from patchvad.viz.plots import Series, curve_png, encode_image, method_color, method_label, method_order, timeline_png
@@ -378,18 +380,42 @@ def _method_cell(method: str, index: int, n_seeds: int | None = None) -> str:
             f'</span>{_e(method_label(method))}<span class="seeds"><code>{_e(method)}</code>{seeds}</span></th>')
 
 
+def _ratio_rows(ratios: Mapping[str, Any], cols: list[tuple[str, str, str]], digits: int) -> list[str]:
+    """One ``<weak> / oracle`` row per entry of ``metrics["ratios"]``, its numbers as given."""
+    rows = []
+    for name, row in ratios.items():
+        row = row if isinstance(row, Mapping) else {}
+        weak, _, ref = str(name).partition("/")
+        values = [(k, _finite(row.get(k))) for k, _, _ in cols]
+        cells = "".join(f'<td class="num" data-metric="{k}" data-value="{_attr_num(v)}" title="{_attr_num(v)}">'
+                        f'{_fmt(v, digits)}</td>' for k, v in values)
+        rows.append(f'<tr class="ratio" data-ratio="{_e(name)}"><th scope="row" class="method">'
+                    f'{_e(method_label(weak))} / {_e(ref or ORACLE)}<span class="seeds">ratio of means</span></th>'
+                    f'{cells}</tr>')
+    return rows
+
+
 def results_table(metrics: Mapping[str, Any], digits: int = 3) -> str:
-    """The results table: one row per method, mean ± std per metric, best mean bold."""
+    """The results table: one row per method, mean ± std per metric, best mean bold.
+
+    The supervised oracle (an upper bound, not a contender) is left out of "best" (its
+    row has ``data-role="upper-bound"``); ``metrics["ratios"]`` adds one ``<weak> / oracle`` row each and a footnote.
+    """
     methods = _methods(metrics)
     order = method_order(list(methods))
     cols = _columns(metrics)
     head = "".join(f'<th scope="col" class="num" title="{_e(desc)}">{_e(short)}</th>' for _, short, desc in cols)
     rows = []
-    best = {k: _best(methods, k) for k, _, _ in cols}
+    contenders = {m: s for m, s in methods.items() if m != ORACLE} or methods
+    best = {k: _best(contenders, k) for k, _, _ in cols}
     for i, m in enumerate(order):
         s = methods[m]
         cells = "".join(_value_cell(s, k, digits, m in best[k]) for k, _, _ in cols)
-        rows.append(f'<tr data-method="{_e(m)}">{_method_cell(m, i, _n_seeds(s))}{cells}</tr>')
+        tag = ' data-role="upper-bound"' if m == ORACLE else ""
+        rows.append(f'<tr data-method="{_e(m)}"{tag}>{_method_cell(m, i, _n_seeds(s))}{cells}</tr>')
+    ratios = metrics.get("ratios")
+    ratios = ratios if isinstance(ratios, Mapping) else {}
+    rows += _ratio_rows(ratios, cols, digits)
     ceiling = metrics.get("ceiling")
     if isinstance(ceiling, Mapping) and ceiling:
         cells = "".join(
@@ -397,8 +423,9 @@ def results_table(metrics: Mapping[str, Any], digits: int = 3) -> str:
             f'{_fmt(_finite(ceiling.get(k)), digits)}</td>' for k, _, _ in cols)
         rows.append(f'<tr class="ceiling"><th scope="row" class="method">Grid ceiling '
                     f'<span class="seeds">perfect scores on this grid</span></th>{cells}</tr>')
+    note = f'<p class="ratio-note">{_e(RATIO_NOTE)}</p>' if ratios else ""
     return (f'<div class="table-wrap"><table id="results" class="results"><thead><tr><th scope="col">Method</th>'
-            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{note}')
 
 
 def per_seed_table(metrics: Mapping[str, Any], digits: int = 4) -> str:
@@ -615,6 +642,8 @@ th.method code{font-size:11.5px;color:#8a919c;font-weight:400}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:8px;vertical-align:1px}
 .seeds{display:block;font-size:11.5px;color:#8a919c;font-weight:400;margin-left:18px}
 tr.ceiling th,tr.ceiling td{color:#8a919c;font-style:italic;background:#fafbfc}
+tr.ratio th,tr.ratio td{color:#495057;font-style:italic;background:#f8f9fb}
+p.ratio-note{font-size:12.5px;color:var(--muted);margin:6px 0 0}
 td.na{color:#adb5bd}
 th.factor{font-weight:600;background:#fafbfc}
 tr.group-start th,tr.group-start td{border-top:2px solid var(--line)}

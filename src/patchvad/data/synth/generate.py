@@ -23,6 +23,9 @@ split's annotation layout:
     DIR/oracle.json                   what the folder is, seed, preset, counts
 
 ROOT's files are the same bytes with or without it, and none of them names DIR.
+:func:`write_oracle_labels` writes the same folder later for a benchmark generated
+without it (from synth.json's seed, preset and counts; the scenes are built again,
+nothing is rendered).
 
 Determinism: a video depends only on (seed, split, index) and the config; videos can
 be rendered by any number of worker processes, and x264 runs single-threaded, so two
@@ -49,7 +52,7 @@ from patchvad.data.synth.render import AgentScene, VideoSpec, build_scene, write
 from patchvad.errors import ConfigError, DatasetError
 from patchvad.io.files import atomic_write_json
 
-__all__ = ["ANOMALY_TYPES", "PRESETS", "generate_benchmark", "plan_benchmark", "synth_command"]
+__all__ = ["ANOMALY_TYPES", "PRESETS", "generate_benchmark", "plan_benchmark", "synth_command", "write_oracle_labels"]
 
 RECORD = "synth.json"
 RECORD_FORMAT = "patchvad-synth"
@@ -129,6 +132,12 @@ def _produce(job: tuple[VideoSpec, SynthConfig, str, bool]) -> dict:
     scene = build_scene(spec, config)
     frames = write_scene(scene, Path(root) / video_path(spec))
     return annotate(spec, scene, frames, oracle)
+
+
+def _annotate_training(job: tuple[VideoSpec, SynthConfig]) -> dict:
+    """Build one training video's scene again and annotate it (no rendering). Runs in a worker."""
+    spec, config = job
+    return annotate(spec, build_scene(spec, config), spec.frames, oracle=True)
 
 
 def prepare_folder(root: Path, overwrite: bool, record: str = RECORD, what: str = "synthetic benchmark",
@@ -347,6 +356,55 @@ def _write_oracle(oracle: Path, specs: list[VideoSpec], results: list[dict], see
         "layout": "tracks/<stem>.csv (anomalous videos) and frame_labels/<stem>.npy (every video), as the "
                   "dataset root holds them for test videos; read with patchvad.data.folder.read_oracle_labels",
     })
+
+
+def write_oracle_labels(root: str | Path, oracle_labels: str | Path, workers: int = 1, overwrite: bool = False,
+                        progress=None) -> Path:
+    """The oracle label folder of an existing synthetic benchmark, as ``generate_benchmark(..., oracle_labels=)``.
+
+    A video's scene depends only on (seed, split, index) and the preset, so the training
+    videos' boxes are computed from ``root``'s synth.json (seed, preset, counts) without
+    rendering any video: the files are the bytes generation would have written.
+
+    Args:
+        root: a benchmark written by :func:`generate_benchmark`.
+        oracle_labels: the folder to write, outside ``root`` (as for generation).
+        workers: processes that build scenes.
+        overwrite: replace earlier oracle labels in the folder.
+        progress: optional callable ``(done, total)``.
+
+    Returns:
+        The oracle label folder.
+
+    Raises:
+        ConfigError: ``root``'s record is missing, of another kind, or made with
+            parameters its preset no longer has; the folder lies inside ``root``.
+        DatasetError: the folder is not usable.
+    """
+    import json
+
+    root = Path(root)
+    try:
+        record = json.loads((root / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the benchmark's record ({exc})", path=root / RECORD) from None
+    if record.get("format") != RECORD_FORMAT:
+        raise ConfigError(f"not a painted synthetic benchmark (format {record.get('format')!r}); oracle labels "
+                          "can only be written for one", path=root / RECORD)
+    config = resolve_preset(record["preset"])
+    if config.to_dict() != record.get("parameters"):
+        raise ConfigError(f"preset '{record['preset']}' has changed since this benchmark was generated, so its "
+                          "boxes cannot be computed again; generate the benchmark again with --oracle-labels",
+                          path=root / RECORD)
+    counts = record["counts"]
+    specs = plan_benchmark(int(counts["train"]), int(counts["test"]), int(record["seed"]), config)
+    oracle = check_oracle_folder(root, oracle_labels)
+    prepare_folder(oracle, overwrite, ORACLE_RECORD, "set of oracle labels", ("tracks", "frame_labels"), ())
+    train = [spec for spec in specs if spec.split == "train"]
+    results = run_jobs([(spec, config) for spec in train], len(train), max(1, int(workers)), progress,
+                       produce=_annotate_training)
+    _write_oracle(oracle, train, results, int(record["seed"]), record["preset"])
+    return oracle
 
 
 def synth_command(root: str | Path, train: int | None = None, test: int | None = None, seed: int = 0,
