@@ -12,12 +12,13 @@ import pytest
 from conftest import load_toydata
 
 from patchvad.cli import main
-from patchvad.compare import Run, execute, plan
+from patchvad.compare import Run, check_methods, execute, plan
 from patchvad.config import RunConfig, TrainConfig
 from patchvad.errors import ConfigError
 from patchvad.metrics.ceiling import grid_ceiling
 from patchvad.metrics.evaluate import evaluate_folder
-from patchvad.metrics.table import table_metrics
+from patchvad.metrics.ratios import RATIO_NOTE, metric_ratio, oracle_ratios
+from patchvad.metrics.table import METRICS, MetricSpec, table_metrics
 
 FAST = RunConfig(train=TrainConfig(steps=2, batch_size=4, eval_every=2, log_every=2, device="cpu", threads=1))
 
@@ -112,3 +113,92 @@ def test_compare_command_writes_results_and_table(toy, tmp_path: Path, capsys) -
     assert "random_s1: " not in capsys.readouterr().out
     assert (out / "random_s0" / "model.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+
+
+# --- the supervised oracle: its labels reach its fits only; weak / oracle ratios ---------------
+
+
+@pytest.fixture(scope="module")
+def toy_oracle(tmp_path_factory) -> tuple[Path, Path, Path]:
+    base = tmp_path_factory.mktemp("compare_oracle")
+    load_toydata().make_toy_dataset(base / "data", base / "feats", n_train=12, n_test=6, seed=4, snippets=(6, 8),
+                                    oracle_dir=base / "gt")
+    return base / "data", base / "feats", base / "gt"
+
+
+def test_compare_with_the_oracle_gives_its_row_and_weak_over_oracle_ratios(toy_oracle, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import patchvad.compare as compare
+    import patchvad.training.targets as targets
+
+    data, feats, gt = toy_oracle
+    fits: list[tuple[str, Path | None]] = []
+    reads: list[str] = []
+    real_fit, real_read = compare.fit, targets.read_oracle_labels
+
+    def spy_fit(*args, **kwargs):
+        fits.append((kwargs["method"], kwargs["oracle_labels"]))
+        return real_fit(*args, **kwargs)
+
+    def spy_read(*args, **kwargs):
+        reads.append(fits[-1][0])                      # the method whose fit is running (jobs=1: this process)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "fit", spy_fit)
+    monkeypatch.setattr(targets, "read_oracle_labels", spy_read)
+    out = tmp_path / "cmp"
+    config = tmp_path / "fast.yaml"
+    config.write_text(FAST.to_yaml())
+    assert main(["compare", "--data", str(data), "--features", str(feats), "--out", str(out), "--methods",
+                 "proximity", "random", "oracle", "--seeds", "0", "1", "--config", str(config),
+                 "--oracle-labels", str(gt)]) == 0
+    # The labels folder went to the oracle's two fits and to no other; only they read it.
+    assert sorted(fits) == sorted([("proximity", None)] * 2 + [("random", None)] * 2 + [("oracle", gt)] * 2)
+    assert reads and set(reads) == {"oracle"}
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"proximity", "random", "oracle"}
+    # One ratio row per weak TRAINED method (random is not trained): weak mean / oracle mean.
+    assert set(results["ratios"]) == {"proximity/oracle"}
+    ratio = results["ratios"]["proximity/oracle"]
+    assert set(ratio) == {spec.key for spec in table_metrics()}
+    weak, oracle = results["summary"]["proximity"]["mean"], results["summary"]["oracle"]["mean"]
+    for key in ratio:
+        a = [results["runs"][f"proximity_s{s}"][key] for s in (0, 1)]
+        b = [results["runs"][f"oracle_s{s}"][key] for s in (0, 1)]
+        assert weak[key] == pytest.approx((a[0] + a[1]) / 2, abs=1e-15)
+        assert ratio[key] == pytest.approx((a[0] + a[1]) / (b[0] + b[1]), rel=1e-12), key
+        assert ratio[key] == pytest.approx(weak[key] / oracle[key], rel=1e-12)
+    assert results["command"].endswith(f"--oracle-labels {gt}")
+    table = (out / "results.md").read_text()
+    mean, std = oracle["frame_auc_micro"], results["summary"]["oracle"]["std"]["frame_auc_micro"]
+    assert f"| oracle | 2 | {mean:.4f} ± {std:.4f} |" in table
+    assert f"| proximity / oracle | | {ratio['frame_auc_micro']:.3f} |" in table
+    assert "random / oracle" not in table
+    assert RATIO_NOTE in table
+
+
+def test_metric_ratio_direction_and_undefined_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert metric_ratio(0.6, 0.8, "tiou") == pytest.approx(0.75)
+    assert metric_ratio(None, 0.8, "tiou") is None and metric_ratio(0.6, 0.0, "tiou") is None
+    monkeypatch.setitem(METRICS, "seconds_late",
+                        MetricSpec("seconds_late", "late", "lower is better", False, lambda scope: None))
+    # Lower is better: oracle / weak, so 1 is still the oracle's level and the weak method scores below.
+    assert metric_ratio(4.0, 1.0, "seconds_late") == pytest.approx(0.25)
+    summary = {"a": {"mean": {"tiou": 0.2}}, "oracle": {"mean": {"tiou": 0.4}}}
+    assert oracle_ratios(summary, ["a"], keys=["tiou"]) == {"a/oracle": {"tiou": 0.5}}
+    assert oracle_ratios({"a": summary["a"]}, ["a"]) == {}
+
+
+def test_compare_refuses_the_oracle_without_labels_and_labels_without_the_oracle(toy_oracle, tmp_path: Path,
+                                                                                  capsys) -> None:
+    data, feats, gt = toy_oracle
+    base = ["compare", "--data", str(data), "--features", str(feats), "--out", str(tmp_path / "o")]
+    assert main(base + ["--methods", "proximity", "oracle"]) == 2
+    assert "give --oracle-labels DIR" in capsys.readouterr().err
+    assert main(base + ["--methods", "proximity", "--oracle-labels", str(gt)]) == 2
+    assert "add oracle to --methods" in capsys.readouterr().err
+    assert main(base + ["--methods", "oracle", "--oracle-labels", str(tmp_path / "nope")]) == 2
+    assert "oracle label folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()                 # refused before anything was written
+    # The default method list holds the oracle only when its labels are given.
+    assert "oracle" not in check_methods(None, None) and "oracle" in check_methods(None, gt)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from patchvad import cli, demo
 from patchvad.config import RunConfig
-from patchvad.demo import ABLATION, DEMO_METHODS, DEMO_PRESETS, run_demo
+from patchvad.demo import ABLATION, DEMO_METHODS, DEMO_PRESETS, ORACLE_LABELS, run_demo
 from patchvad.errors import ConfigError
+from patchvad.io.files import sha256_file
 from patchvad.io.video import probe
 
 
@@ -56,6 +58,28 @@ def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert probe(out / src).frame_count > 0
     assert any(line.startswith("proximity ") for line in lines)            # the terminal table
 
+    # The supervised oracle: its labels outside the dataset root, its row, weak / oracle per metric.
+    labels = out / ORACLE_LABELS
+    assert (labels / "oracle.json").is_file() and not list((out / "data").rglob("oracle.json"))
+    assert "oracle" in DEMO_METHODS and set(on_disk["ratios"]) == {"proximity/oracle", "plain_topk/oracle",
+                                                                   "video_mil/oracle"}
+    oracle_mean = on_disk["methods"]["oracle"]["mean"]
+    for name, row in on_disk["ratios"].items():
+        weak = on_disk["methods"][name.split("/")[0]]["mean"]
+        for key, value in row.items():
+            if weak[key] is None or not oracle_mean[key]:
+                assert value is None, (name, key)
+            else:
+                assert value == pytest.approx(weak[key] / oracle_mean[key], rel=1e-12), (name, key)
+    ratio = on_disk["ratios"]["proximity/oracle"]["tiou"]
+    assert any(line.startswith("oracle ") for line in lines)
+    ratio_line = next(line for line in lines if line.startswith("proximity/oracle "))
+    assert (f"{ratio:.3f}" if ratio is not None else "n/a") in ratio_line
+    assert 'data-method="oracle" data-role="upper-bound"' in html and 'data-ratio="proximity/oracle"' in html
+    row = re.search(r'<tr class="ratio" data-ratio="proximity/oracle">(.*?)</tr>', html)
+    assert row is not None and f'data-metric="tiou" data-value="{"" if ratio is None else repr(ratio)}"' in row[1]
+    digests = {p.relative_to(labels): sha256_file(p) for p in labels.rglob("*") if p.is_file()}
+
     # The ablation: k = 2 trained beside the main run, k = 4 (the default) is the main run itself.
     ablation = on_disk["ablation"]
     assert ablation["default"]["k"] == "4" and set(ablation["factors"]) == {"k"}
@@ -72,10 +96,16 @@ def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert re.search(r'<table id="ablation"', html)
     assert re.search(r'data-factor="k" data-setting="4">(?:(?!</tr>).)*<span class="tag">default</span>', html)
     assert 'data-factor="k" data-setting="2"' in html
-    # A rerun reuses every finished stage.
+    # A rerun reuses every finished stage; a folder from before the oracle (no labels) gets its
+    # labels written again from the benchmark, the same bytes, and nothing else is redone.
+    shutil.rmtree(labels)
+    stamp = (out / "models" / "proximity" / "seed0" / "model.safetensors").stat().st_mtime_ns
     again: list[str] = []
     run_demo(out, preset="tiny", seeds=1, echo=again.append)
     assert any("reusing" in line for line in again)
+    assert any("writing the training videos' oracle labels" in line for line in again)
+    assert {p.relative_to(labels): sha256_file(p) for p in labels.rglob("*") if p.is_file()} == digests
+    assert (out / "models" / "proximity" / "seed0" / "model.safetensors").stat().st_mtime_ns == stamp
     # Another preset into the same folder would mix videos under the same names: refused.
     with pytest.raises(ConfigError, match="synth.json.*24 training \\+ 8 test videos"):
         run_demo(out, preset="small", seeds=1, echo=again.append)
@@ -99,3 +129,19 @@ def test_every_ablation_setting_changes_its_factor_only() -> None:
                 assert values.items() <= cfg[section].items(), (factor, name)
             defaults += not changed
         assert defaults == 1, f"{factor}: {defaults} settings equal the default model"
+
+
+def test_oracle_labels_of_another_benchmark_are_refused(tmp_path: Path) -> None:
+    """A resumed demo checks its oracle labels' record against the preset, like the benchmark's."""
+    tiny = DEMO_PRESETS["tiny"]
+    data, labels = tmp_path / "data", tmp_path / ORACLE_LABELS
+    data.mkdir()
+    labels.mkdir()
+    (data / "synth.json").write_text(json.dumps({"counts": {"train": tiny.n_train, "test": tiny.n_test},
+                                                 "seed": tiny.benchmark_seed, "preset": tiny.synth_preset}))
+    record = {"counts": {"train": tiny.n_train}, "seed": tiny.benchmark_seed, "preset": tiny.synth_preset}
+    (labels / "oracle.json").write_text(json.dumps(record))
+    demo._check_reusable(data, tiny, labels)
+    (labels / "oracle.json").write_text(json.dumps({**record, "seed": tiny.benchmark_seed + 1}))
+    with pytest.raises(ConfigError, match="oracle labels of 24 training videos"):
+        demo._check_reusable(data, tiny, labels)
