@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from patchvad.io.video import VideoReader, write_video
+from patchvad.metrics.ratios import RATIO_NOTE, oracle_ratios
 from patchvad.metrics.table import table_metrics
 from patchvad.viz import GalleryItem, MethodCurves, OverlayVideo, Timeline, summarize_runs, verdict, write_report
+from patchvad.viz.report import results_table
 
 from .helpers import square_frames
 
@@ -134,6 +136,30 @@ def test_report_table_holds_exactly_the_metrics_values(built_report: dict) -> No
     assert 'class="ceiling"' in page
     assert f'id="verdict" class="verdict {verdict(metrics).status}"' in page
     assert verdict(metrics).text.replace("'", "&#x27;") in page
+
+
+def test_results_table_shows_the_oracle_apart_and_the_ratio_rows() -> None:
+    m = results({"proximity": {"tiou": [0.2, 0.4], "rbdc": [0.3, 0.3]},
+                 "random": {"tiou": [0.0, 0.0], "rbdc": [0.0, 0.0]},
+                 "oracle": {"tiou": [0.5, 0.7], "rbdc": [0.6, 0.6]}})
+    m["metrics"] = ["tiou", "rbdc"]
+    m["ratios"] = oracle_ratios(m["methods"], ["proximity"])
+    assert m["ratios"] == {"proximity/oracle": {"frame_auc_micro": None, "frame_auc_macro": None, "frame_ap": None,
+                                                "tiou": pytest.approx(0.5), "rbdc": pytest.approx(0.5),
+                                                "tbdc": None, "pauc": None, "pap": None}}
+    page = results_table(m)
+    cells = parse(page).cells
+    # The oracle is the last method row, and not "best" although its means are the highest.
+    rows = re.findall(r'<tr data-method="([^"]+)"', page)
+    assert rows == ["proximity", "random", "oracle"] and 'data-method="oracle" data-role="upper-bound"' in page
+    bold = {(c["row"]["data-method"], c["attrs"]["data-metric"]) for c in cells if c["bold"]}
+    assert bold == {("proximity", "tiou"), ("proximity", "rbdc")}
+    ratio = re.search(r'<tr class="ratio" data-ratio="proximity/oracle">(.*?)</tr>', page).group(1)
+    assert f'data-metric="tiou" data-value="{m["ratios"]["proximity/oracle"]["tiou"]!r}"' in ratio
+    assert ">0.500</td>" in ratio and "Proximity-aware top-k (ours) / oracle" in ratio
+    assert RATIO_NOTE in page.replace("&#x27;", "'")
+    del m["ratios"]
+    assert 'class="ratio' not in results_table(m)
 
 
 def test_report_is_self_contained(built_report: dict) -> None:
