@@ -732,17 +732,21 @@ def _help_section(spread: str) -> str:
     direction = ("All numbers are higher-is-better." if not lower
                  else f"All numbers are higher-is-better except {', '.join(lower)} (lower is better).")
     return f"""<section id="help"><h2>How to read this page</h2>
-<p class="lead">Every learned model is trained from video-level labels only (which videos contain an anomaly);
-where and when it happens is never shown to it. {_e(direction)}</p>
+<p class="lead">Every learned model but the supervised oracle is trained from video-level labels only (which
+videos contain an anomaly); where and when it happens is never shown to it. {_e(direction)}</p>
 <dl class="help">
 <dt>a ± b</dt><dd>mean ± {_e(spread.split(' over ')[0])} over seeds; the bar behind a number is its mean on a
-0–1 scale; bold is the best mean of its column (or of its factor in the ablation).</dd>
+0–1 scale; bold is the best mean of its column among the weakly supervised methods (or of its factor in the
+ablation).</dd>
+<dt>weak / oracle</dt><dd>{_e(RATIO_NOTE.split(": ", 1)[1])}</dd>
 {metric_rows}
 <dt>Methods</dt><dd><b>Proximity-aware top-k</b> (ours): finds the anomalous time window, then keeps the top-k
 patches around the peak weighted by their proximity. <b>Plain top-k</b>: the same patch model keeping the top-k
 patches anywhere. <b>Video-level MIL</b>: snippet features without patches; its box is the whole frame.
 <b>Motion floor</b>: no training, per-cell frame-difference energy — a learned model that does not beat it has
-not learned where. <b>Random</b>: the floor of every metric.</dd>
+not learned where. <b>Random</b>: the floor of every metric. <b>Supervised oracle</b> (upper bound): the
+proximity model's patch scorer trained on the training videos' ground-truth boxes, which no other method
+sees.</dd>
 <dt>Pictures</dt><dd><span class="key" style="background:#28e650"></span>predicted box
 <span class="key" style="background:#ff2828;margin-left:14px"></span>ground-truth box
 <span class="key" style="background:linear-gradient(90deg,#000004,#bc3754,#fcffa4);margin-left:14px"></span>
