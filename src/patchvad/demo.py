@@ -167,8 +167,9 @@ def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: t
             cells.append(f"{'n/a':>17}" if mean is None else f"{mean:>10.3f} ± {std or 0.0:.3f}")
         lines.append(f"{m:<{width}}" + "".join(cells))
     for name, row in ratios.items():
-        cells = [f"{'n/a':>17}" if row.get(k) is None else f"{row[k]:>10.3f}       " for k in keys]
-        lines.append(f"{name:<{width}}" + "".join(cells))
+        # As wide as a "mean ± std" cell (18 characters), so that the columns stay aligned.
+        cells = [f"{'n/a' if row.get(k) is None else f'{row[k]:.3f}':>10}" + " " * 8 for k in keys]
+        lines.append((f"{name:<{width}}" + "".join(cells)).rstrip())
     if ratios:
         lines += ["", RATIO_NOTE]
     return "\n".join(lines)
