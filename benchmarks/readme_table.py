@@ -33,12 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 def _summary(record: dict) -> str:
     machine, setup = record.get("machine") or {}, record.get("setup") or {}
     total = record.get("total_seconds")
+    reused = record.get("reused") or {}
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in (record.get("timings_seconds") or {}).items())
     commit = machine.get("commit") or "unknown"
     dirty = " (uncommitted changes)" if machine.get("dirty") else ""
     return (f"record: preset {setup.get('preset')}, {setup.get('seeds')} seeds; commit {commit[:7]}{dirty}; "
             f"{machine.get('cpu_count')} CPUs, {machine.get('platform')}, python {machine.get('python')}, "
-            f"torch {machine.get('torch')}; total {total} s ({stages})")
+            f"torch {machine.get('torch')}; total {total} s ({stages})"
+            + ("; times of a resumed run (reused: " + ", ".join(f"{k} {v}" for k, v in reused.items()) + ")"
+               if any(reused.values()) else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

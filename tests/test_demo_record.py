@@ -85,6 +85,7 @@ def test_record_holds_every_table_metric_setup_machine_and_times() -> None:
     assert record["setup"] == SETUP and record["machine"] == MACHINE
     assert record["timings_seconds"] == {"benchmark": 50.0, "features": 135.0}
     assert record["total_seconds"] == 449.0
+    assert record["reused"] == {}
     assert "ratios" not in record
     json.dumps(record, allow_nan=False)                                     # plain JSON
 
@@ -137,14 +138,14 @@ def test_methods_on_one_side_only_and_undefined_values_are_named() -> None:
 
 def test_ratio_rows_are_compared_when_present() -> None:
     metrics = _metrics(README_NUMBERS)
-    metrics["ratios"] = {"proximity / oracle": {"tiou": 0.2504, "rbdc": 0.61}}
+    metrics["ratios"] = {"proximity/oracle": {"tiou": 0.2504, "rbdc": 0.61}}
     record = make_record(metrics, {}, setup=SETUP, machine=MACHINE)
     assert record["ratios"] == metrics["ratios"]
     assert compare_to_record(metrics, record) == []
-    metrics["ratios"] = {"proximity / oracle": {"tiou": 0.2506, "rbdc": 0.61}}
-    assert compare_to_record(metrics, record) == ["proximity / oracle TIoU: got 0.251, recorded 0.250"]
+    metrics["ratios"] = {"proximity/oracle": {"tiou": 0.2506, "rbdc": 0.61}}
+    assert compare_to_record(metrics, record) == ["proximity/oracle TIoU: got 0.251, recorded 0.250"]
     del metrics["ratios"]
-    assert compare_to_record(metrics, record) == ["proximity / oracle: in the record only"]
+    assert compare_to_record(metrics, record) == ["proximity/oracle: in the record only"]
 
 
 def test_readme_table_is_readmes_format() -> None:
@@ -154,10 +155,10 @@ def test_readme_table_is_readmes_format() -> None:
 def test_readme_table_names_unknown_methods_and_adds_ratio_rows() -> None:
     metrics = _metrics({"proximity": README_NUMBERS["proximity"], "sultani": README_NUMBERS["random"]})
     metrics["methods"]["sultani"]["mean"]["tiou"] = None
-    metrics["ratios"] = {"proximity / oracle": {"frame_auc_micro": 0.7, "tiou": 0.25, "pauc": None}}
+    metrics["ratios"] = {"proximity/oracle": {"frame_auc_micro": 0.7, "tiou": 0.25, "pauc": None}}
     lines = readme_table(make_record(metrics, {}, setup=SETUP, machine=MACHINE)).splitlines()
     assert lines[3] == "| sultani | 0.499 ± 0.028 | 0.166 ± 0.004 | n/a | 0.002 ± 0.003 | 0.014 ± 0.020 | 0.504 ± 0.012 |"
-    assert lines[4] == "| proximity / oracle | 0.700 | n/a | 0.250 | n/a | n/a | n/a |"
+    assert lines[4] == "| proximity (ours) / oracle | 0.700 | n/a | 0.250 | n/a | n/a | n/a |"
     assert len(lines) == 5
 
 
@@ -193,8 +194,7 @@ def test_readme_table_is_the_committed_record() -> None:
 def test_reproduction_lines(tmp_path: Path) -> None:
     record = _record()
     assert reproduction_lines(record, tmp_path / "none.json") == [
-        f"no committed record at {tmp_path / 'none.json'} (patchvad installed without its repository?): "
-        "nothing to compare this run with"]
+        f"no committed record at {tmp_path / 'none.json'}: nothing to compare this run with"]
     path = tmp_path / "demo.json"
     path.write_text(json.dumps(record))
     assert reproduction_lines(record, path) == [f"reproduces {path} to the printed digits"]

@@ -14,10 +14,11 @@ A record (JSON)::
      "metrics": ["frame_auc_micro", ...],            # the table's scores when recorded
      "methods": {method: {"mean": {metric: float|None}, "std": {...},
                           "seeds": {"0": {metric: float|None}, ...}}},   # DEMO_METHODS order
-     "ratios": {...},                                 # only when the run computed them
+     "ratios": {"proximity/oracle": {metric: float|None}, ...},   # when the run has them
      "machine": {"cpu_count": 2, "platform": ..., "python": ..., "torch": ...,
                  "patchvad": "0.1.0", "commit": "<sha>"|None, "dirty": bool|None},
-     "timings_seconds": {stage: seconds}, "total_seconds": float}
+     "timings_seconds": {stage: seconds}, "total_seconds": float,
+     "reused": {"benchmark": bool, "feature_videos": int, "fits": int}}   # from an earlier run in OUT
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def _number(v: Any) -> float | None:
 
 
 def make_record(metrics: Mapping[str, Any], timings: Mapping[str, float], *, setup: Mapping[str, Any],
-                total_seconds: float | None = None, machine: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                total_seconds: float | None = None, machine: Mapping[str, Any] | None = None,
+                reused: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of one demo run.
 
     Args:
@@ -138,6 +140,9 @@ def make_record(metrics: Mapping[str, Any], timings: Mapping[str, float], *, set
             comparison with another record is meaningful only when the setups are equal.
         total_seconds: the whole run (None: the sum of ``timings``).
         machine: :func:`machine_info` (default: this machine, now).
+        reused: what the run took over from an earlier run in its folder (``{"benchmark":
+            bool, "feature_videos": int, "fits": int}``); the times are the whole demo's
+            only when nothing was (default: nothing).
 
     Returns:
         The record (module docstring): for every method and every score of the metric
@@ -159,6 +164,7 @@ def make_record(metrics: Mapping[str, Any], timings: Mapping[str, float], *, set
     record["machine"] = dict(machine_info() if machine is None else machine)
     record["timings_seconds"] = {k: round(float(v), 1) for k, v in timings.items()}
     record["total_seconds"] = round(float(total), 1)
+    record["reused"] = dict(reused or {})
     return record
 
 
@@ -250,7 +256,8 @@ def readme_table(record: Mapping[str, Any], digits: int = DIGITS) -> str:
     One row per method in the record's order, named by :data:`METHOD_NAMES` (the
     registered name otherwise), the :data:`README_COLUMNS` as ``mean ± std``
     (:func:`format_cell`); then one row per entry of ``record["ratios"]`` when the
-    record has them, each value alone.
+    record has them (``{"<weak>/oracle": {metric: ratio of means}}``, the demo's
+    metrics.json key), each value alone, named ``<weak's README name> / oracle``.
     """
     lines = ["| method | " + " | ".join(label for _, label in README_COLUMNS) + " |",
              "|" + "---|" * (len(README_COLUMNS) + 1)]
@@ -259,8 +266,15 @@ def readme_table(record: Mapping[str, Any], digits: int = DIGITS) -> str:
         cells = [format_cell(_number(mean.get(k)), _number(std.get(k)), digits) for k, _ in README_COLUMNS]
         lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     for name, values in _ratio_rows(record):
-        lines.append(f"| {name} | " + " | ".join(_fmt(values.get(k), digits) for k, _ in README_COLUMNS) + " |")
+        cells = [_fmt(values.get(k), digits) for k, _ in README_COLUMNS]
+        lines.append(f"| {_ratio_name(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ratio_name(name: str) -> str:
+    """README's name of a ratio row: ``proximity/oracle`` -> ``proximity (ours) / oracle``."""
+    weak, sep, ref = name.partition("/")
+    return f"{METHOD_NAMES.get(weak, weak)} / {ref}" if sep else name
 
 
 def _block_bounds(text: str, where: str | Path = "README.md") -> tuple[int, int]:
@@ -325,8 +339,10 @@ def reproduction_lines(run_record: Mapping[str, Any], path: str | Path | None = 
     path = default_record_path() if path is None else Path(path)
     shown = _shown(path)
     if not path.is_file():
-        return [f"no committed record at {shown} (patchvad installed without its repository?): nothing to "
-                "compare this run with"]
+        if not (repository_root() / "pyproject.toml").is_file():
+            return ["no committed record to compare with: this patchvad is an installed package, not a checkout "
+                    f"of its repository (which holds docs/results/demo.json; looked at {path})"]
+        return [f"no committed record at {shown}: nothing to compare this run with"]
     try:
         record = load_record(path)
     except ConfigError as exc:
