@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from patchvad import cli, demo
+from patchvad import cli, demo, demo_record
 from patchvad.config import RunConfig
 from patchvad.demo import ABLATION, DEMO_METHODS, DEMO_PRESETS, ORACLE_LABELS, run_demo
 from patchvad.errors import ConfigError
@@ -28,9 +28,12 @@ from patchvad.io.video import probe
 def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(demo, "ABLATION", {"k": ABLATION["k"][:2]})          # k = 2 (trained), 4 (the default)
+    committed = tmp_path / "committed.json"                                  # none: the run says so
+    monkeypatch.setattr(demo_record, "default_record_path", lambda: committed)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--preset", "tiny", "--seeds", "1", "--ablate"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"no committed record at {committed}: nothing to compare this run with"
     on_disk = json.loads((out / "metrics.json").read_text())
     assert set(on_disk["methods"]) == set(DEMO_METHODS)
     for method in DEMO_METHODS:
@@ -96,16 +99,27 @@ def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert re.search(r'<table id="ablation"', html)
     assert re.search(r'data-factor="k" data-setting="4">(?:(?!</tr>).)*<span class="tag">default</span>', html)
     assert 'data-factor="k" data-setting="2"' in html
-    # A rerun reuses every finished stage; a folder from before the oracle (no labels) gets its
-    # labels written again from the benchmark, the same bytes, and nothing else is redone.
+    # The run's record: the numbers of metrics.json, the setup, nothing reused.
+    record = demo_record.load_record(out / "record.json")
+    assert record["setup"]["preset"] == "tiny" and record["setup"]["seeds"] == 1
+    assert record["reused"] == {"benchmark": False, "feature_videos": 0, "fits": 0}
+    assert demo_record.compare_to_record(on_disk, record) == []
+    assert record["methods"]["proximity"]["mean"]["tiou"] == tiou
+    (tmp_path / "first.json").write_text(json.dumps(record))
+    # A rerun reuses every finished stage and reproduces the first run's record; a folder
+    # from before the oracle (no labels) gets its labels written again from the benchmark,
+    # the same bytes, and nothing else is redone.
     shutil.rmtree(labels)
     stamp = (out / "models" / "proximity" / "seed0" / "model.safetensors").stat().st_mtime_ns
     again: list[str] = []
-    run_demo(out, preset="tiny", seeds=1, echo=again.append)
+    run_demo(out, preset="tiny", seeds=1, echo=again.append, record=tmp_path / "first.json")
     assert any("reusing" in line for line in again)
     assert any("writing the training videos' oracle labels" in line for line in again)
     assert {p.relative_to(labels): sha256_file(p) for p in labels.rglob("*") if p.is_file()} == digests
     assert (out / "models" / "proximity" / "seed0" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again[-1] == f"reproduces {tmp_path / 'first.json'} to the printed digits"
+    rerun = demo_record.load_record(out / "record.json")
+    assert rerun["reused"] == {"benchmark": True, "feature_videos": 32, "fits": len(DEMO_METHODS)}
     # Another preset into the same folder would mix videos under the same names: refused.
     with pytest.raises(ConfigError, match="synth.json.*24 training \\+ 8 test videos"):
         run_demo(out, preset="small", seeds=1, echo=again.append)

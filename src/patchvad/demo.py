@@ -176,13 +176,18 @@ def format_table(metrics: dict, methods: tuple[str, ...] = DEMO_METHODS, keys: t
 
 
 def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 3, ablate: bool = False,
-             workers: int | None = None, echo: Callable[[str], None] = print, jobs: int | None = None) -> dict:
+             workers: int | None = None, echo: Callable[[str], None] = print, jobs: int | None = None,
+             record: str | Path | None = None) -> dict:
     """Run the whole demo into ``out`` and return the metrics summary (metrics.json).
+
+    Ends by comparing the run with the committed record (``record``, default
+    ``docs/results/demo.json`` of the repository) at the printed digits and saying
+    whether it reproduces it, or which numbers differ.
 
     Args:
         out: output folder (``data/``, ``oracle_labels/`` (training boxes, the oracle's
             only), ``features/``, ``models/``, ``predictions/``, ``metrics.json``,
-            ``report.html``, ``overlays/``).
+            ``record.json``, ``report.html``, ``overlays/``).
         preset: ``small`` (make demo) or ``full``.
         seeds: training seeds per method (mean and spread are reported).
         ablate: also train the one-factor ablations of the proximity model (seed 0 ..
@@ -190,11 +195,14 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
         workers: processes for generating the benchmark (default: all cores).
         echo: where the progress lines go.
         jobs: fits run in parallel processes (default: one per core, at most 4).
+        record: the committed record to compare with (default
+            :func:`patchvad.demo_record.default_record_path`).
     """
     import torch
 
     from patchvad.data.synth import generate_benchmark
     from patchvad.data.synth.generate import ORACLE_RECORD, write_oracle_labels
+    from patchvad.demo_record import make_record, reproduction_lines
     from patchvad.features.extract import extract_dataset
     from patchvad.viz.collect import build_report
     from patchvad.viz.report import summarize_runs
@@ -209,6 +217,10 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     workers = workers or os.cpu_count() or 1
     torch.set_num_threads(os.cpu_count() or 1)
     timings: dict[str, float] = {}
+    # What this run took over from an earlier one in ``out``: the record's times are the
+    # whole demo's only when nothing was.
+    reused = {"benchmark": False, "feature_videos": 0, "fits": 0}
+    start = time.perf_counter()
 
     t0 = time.perf_counter()
     if not (labels / ORACLE_RECORD).is_file():
@@ -218,6 +230,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
             shutil.rmtree(labels / name, ignore_errors=True)
     if (data / "manifest.csv").exists() and (data / "synth.json").exists():
         _check_reusable(data, p, labels)
+        reused["benchmark"] = True
         echo(f"[1/5] benchmark: reusing {data}")
         if not (labels / ORACLE_RECORD).is_file():
             # A demo folder from before the oracle joined: its boxes follow from the benchmark's
@@ -236,6 +249,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     report = extract_dataset(data, feats)
     if report.failed:
         raise ConfigError(f"feature extraction failed for {sorted(report.failed)}")
+    reused["feature_videos"] = len(report.skipped)
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -249,6 +263,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
                 labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds)]
     for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test").values():
         runs[res.run.method][res.run.seed] = res.metrics
+        reused["fits"] += res.fit_seconds is None
     timings["train+test"] = time.perf_counter() - t0
 
     ablation = None
@@ -273,12 +288,19 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)
+    setup = {"preset": preset, "seeds": seeds, "training_steps": _config(DEMO_METHODS[0], p).train.steps,
+             **{k: v for k, v in metrics["dataset"].items() if k != "seeds"}}
+    run_record = make_record(metrics, timings, setup=setup, total_seconds=time.perf_counter() - start,
+                             reused=reused)
+    atomic_write_json(out / "record.json", run_record)
 
     echo("")
     echo(format_table(metrics))
     echo("")
     echo("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     echo(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   models: {out / 'models'}")
+    for line in reproduction_lines(run_record, record):
+        echo(line)
     return metrics
 
 
