@@ -49,7 +49,8 @@ def scorer_profile(threads: int, repeat: int) -> None:
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     for e in events[:10]:
-        print(f"  {e.key:<32} {100 * e.self_cpu_time_total / total:5.1f}% of self time ({e.count // repeat} calls/step)")
+        share = 100 * e.self_cpu_time_total / total
+        print(f"  {e.key:<32} {share:5.1f}% of self time ({e.count // repeat} calls/step)")
 
 
 def backbone_profile(threads: int, repeat: int) -> None:
@@ -77,6 +78,7 @@ def backbone_profile(threads: int, repeat: int) -> None:
 
 
 def main() -> None:
+    """Both profiles, with the thread counts the demo uses."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads for the scorer (the demo's fits use 1)")
     p.add_argument("--backbone-threads", type=int, default=2, help="torch threads for the backbone (extraction's)")
