@@ -248,7 +248,7 @@ def test_killed_predict_resumes_without_redoing_finished_videos(floor_ckpt: Path
         record = json.loads((out / stem / "events.json").read_text())
         assert record["status"] == "complete" and record["frame_count"] == frames
         assert len(np.load(out / stem / "scores.npy")) == frames
-    assert json.loads((out / "predict.json").read_text())["videos"] == ["v1", "v2", "v0"]
+    assert json.loads((out / "predict.json").read_text())["videos"] == ["v0", "v1", "v2"]  # source order
     assert temp_files(out) == []
 
     # Other settings are other work: a new threshold redoes every video.
