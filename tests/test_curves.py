@@ -124,6 +124,9 @@ def test_curves_command_end_to_end(toy, tmp_path: Path) -> None:
         sub = out / f"n{n}"
         assert RunConfig.load(sub / "config.yaml").train.train_videos == n
         results = json.loads((sub / "results.json").read_text())
+        assert results["command"] == (f"patchvad compare --data {data} --features {feats} --out {sub} --methods "
+                                      f"{' '.join(methods)} --seeds 0 1 --config {sub / 'config.yaml'} "
+                                      f"--oracle-labels {gt}")
         entry = curves["by_size"][str(n)]
         assert set(entry["summary"]) == set(methods)
         assert set(entry["ratios"]) == {"proximity/oracle", "plain_topk/oracle"}

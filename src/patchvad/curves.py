@@ -236,10 +236,10 @@ def curves_command(data: Path, features: Path, out: Path, sizes: Sequence[int], 
     sizes = check_sizes(sizes, data)
     base = RunConfig.load(config) if config is not None else RunConfig()
     if command is None:
-        words: list[Any] = ["--data", data, "--features", features, "--out", out, "--sizes", *sizes,
+        head: list[Any] = ["--data", data, "--features", features, "--out", out, "--sizes", *sizes,
                             "--methods", *methods, "--seeds", *seeds]
-        words += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
-        command = "patchvad curves " + " ".join(shlex.quote(str(w)) for w in words)
+        head += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
+        command = "patchvad curves " + " ".join(shlex.quote(str(w)) for w in head)
     by_size: dict[str, Any] = {}
     training: dict[int, bytes] = {}
     for n in sizes:
@@ -248,8 +248,11 @@ def curves_command(data: Path, features: Path, out: Path, sizes: Sequence[int], 
         cfg_path = sub / "config.yaml"
         atomic_write_text(cfg_path, dataclasses.replace(base, train=dataclasses.replace(
             base.train, train_videos=n)).to_yaml())
+        # The recorded command of a size is the compare command that redoes its runs alone.
+        words = ["--data", data, "--features", features, "--out", sub, "--methods", *methods, "--seeds", *seeds,
+                 "--config", cfg_path] + (["--oracle-labels", oracle_labels] if oracle_labels is not None else [])
         results = compare_command(data, features, sub, methods=methods, seeds=seeds, config=cfg_path, fresh=fresh,
-                                  jobs=jobs, command=f"{command}  [size {n}: --out {sub} --config {cfg_path}]",
+                                  jobs=jobs, command="patchvad compare " + " ".join(shlex.quote(str(w)) for w in words),
                                   oracle_labels=oracle_labels)
         counts = fitted_videos(sub, methods, seeds)
         wrong = {k: c for k, c in counts.items() if c is not None and c != n}
