@@ -89,6 +89,10 @@ def _compare(mp):
     return {"compare_command": _patch(mp, "patchvad.compare", "compare_command", {"runs": {}})}
 
 
+def _curves(mp):
+    return {"curves_command": _patch(mp, "patchvad.curves", "curves_command", {})}
+
+
 def _extract(mp, failed: dict | None = None):
     from patchvad.features import backbones
 
@@ -190,6 +194,20 @@ CASES: dict[str, tuple] = {
         {"compare_command": {"data": P("d"), "features": P("f"), "out": P("o"), "methods": None,
                              "seeds": [0, 1, 2], "config": None, "fresh": False, "jobs": 1,
                              "oracle_labels": None}},
+    ),
+    "curves": (
+        _curves,
+        ["curves", "--data", "d", "--features", "f", "--out", "o", "--sizes", "8", "16", "--methods", "proximity",
+         "oracle", "--seeds", "3", "4", "--config", "c.yaml", "--oracle-labels", "gt", "--fresh", "--jobs", "2"],
+        {"curves_command": {"data": P("d"), "features": P("f"), "out": P("o"), "sizes": [8, 16],
+                            "methods": ["proximity", "oracle"], "seeds": [3, 4], "config": P("c.yaml"),
+                            "oracle_labels": P("gt"), "jobs": 2, "fresh": True,
+                            "command": "patchvad curves --data d --features f --out o --sizes 8 16 --methods "
+                                       "proximity oracle --seeds 3 4 --config c.yaml --oracle-labels gt --jobs 2"}},
+        ["curves", "--data", "d", "--features", "f", "--out", "o", "--sizes", "40"],
+        {"curves_command": {"data": P("d"), "features": P("f"), "out": P("o"), "sizes": [40], "methods": None,
+                            "seeds": [0, 1, 2], "config": None, "oracle_labels": None, "jobs": 1, "fresh": False,
+                            "command": "patchvad curves --data d --features f --out o --sizes 40 --seeds 0 1 2"}},
     ),
     "extract": (
         _extract,

@@ -146,6 +146,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curves(args: argparse.Namespace) -> int:
+    from patchvad.curves import curves_command
+
+    words = ["--data", args.data, "--features", args.features, "--out", args.out, "--sizes", *map(str, args.sizes)]
+    words += ["--methods", *args.methods] if args.methods else []
+    words += ["--seeds", *map(str, args.seeds)]
+    words += ["--config", args.config] if args.config else []
+    words += ["--oracle-labels", args.oracle_labels] if args.oracle_labels else []
+    words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
+    command = "patchvad curves " + " ".join(shlex.quote(w) for w in words)
+    curves_command(Path(args.data), Path(args.features), Path(args.out), sizes=args.sizes, methods=args.methods,
+                   seeds=args.seeds, config=Path(args.config) if args.config else None,
+                   oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None, jobs=args.jobs,
+                   fresh=args.fresh, command=command)
+    return 0
+
+
 def _method_help() -> str:
     return "; ".join(f"{name}: {m.description}" for name, m in METHODS.items())
 
@@ -273,6 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="fit and test again runs already in results.json")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("curves", help="learning curves: compare at several training-set sizes; table, figure, page")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--features", required=True, help="its feature folder")
+    p.add_argument("--out", required=True, help="output folder (n<size>/ per size, curves.json/md/png/html)")
+    p.add_argument("--sizes", nargs="+", type=int, required=True, metavar="N",
+                   help="training videos per size (a nested, label-stratified subset; validation part included)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), metavar="METHOD",
+                   help="registered methods (default: all; oracle only with --oracle-labels)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--config", default=None, help="YAML run configuration (train.train_videos is set per size)")
+    p.add_argument("--oracle-labels", default=None, metavar="DIR",
+                   help="training ground truth for the oracle's fits only; adds weak / oracle ratios")
+    p.add_argument("--fresh", action="store_true", help="fit and test again runs already done")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.set_defaults(func=_cmd_curves)
 
     p = sub.add_parser("ensemble", help="average the maps of several seeds' predictions folders (docs/model.md)")
     p.add_argument("members", nargs="+", type=Path, help="predictions folders from `patchvad test` (2 or more)")

@@ -15,9 +15,11 @@ One loop serves ``patchvad compare`` and the demo (its methods x seeds and its a
   ``seeded`` in the method registry: its first seed only);
 * :func:`compare_command`: ``patchvad compare``: writes ``DIR/<method>_s<seed>/`` (run),
   ``DIR/pred_<method>_s<seed>/`` (predictions), ``DIR/results.json`` (every run's
-  metrics, the summary, the grid ceiling, the command) and ``DIR/results.md`` (the
+  metrics, the summary, the grid ceiling, the command), ``DIR/results.md`` (the
   table: mean and sample standard deviation over seeds, the grid ceiling of the test
-  split (:func:`patchvad.metrics.ceiling.grid_ceiling`), the command). Runs already in
+  split (:func:`patchvad.metrics.ceiling.grid_ceiling`), the command) and
+  ``DIR/training_curves.png`` (validation AUC and loss against the step, mean over
+  seeds per trained method; :mod:`patchvad.viz.training`), embedded in results.md. Runs already in
   ``results.json`` are kept (``--fresh`` fits and tests everything again).
 
 The supervised oracle (``oracle``, an upper bound trained on the training videos'
@@ -49,7 +51,7 @@ from patchvad.config import RunConfig
 from patchvad.ensemble import INFERENCE_FILE
 from patchvad.errors import ConfigError
 from patchvad.inference import test
-from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.io.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from patchvad.metrics.ceiling import grid_ceiling
 from patchvad.metrics.evaluate import evaluate_folder
 from patchvad.metrics.ratios import ORACLE, RATIO_NOTE, oracle_ratios
@@ -59,9 +61,12 @@ from patchvad.model.model import read_metadata
 from patchvad.parallel import run_parallel
 from patchvad.training import MODEL_FILE, fit
 from patchvad.viz.report import summarize_runs
+from patchvad.viz.training import training_curves_png
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+#: validation AUC and loss against the step per method (mean over seeds), beside results.md.
+TRAINING_PNG = "training_curves.png"
 #: per-run values ``compare`` summarises beside the metrics: header of its table.
 RUN_COLUMNS = {"val_auc": "val vid AUC", "fit_s": "fit s"}
 
@@ -246,11 +251,12 @@ def summarise(results: dict, methods: Sequence[str], seeds: Sequence[int]) -> di
 
 
 def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str,
-                    ratios: dict[str, dict[str, float | None]] | None = None) -> str:
+                    ratios: dict[str, dict[str, float | None]] | None = None, training_png: str | None = None) -> str:
     """``results.md``: one row per method, the metric table's scores then :data:`RUN_COLUMNS`.
 
     ``ratios`` (:func:`~patchvad.metrics.ratios.oracle_ratios`): one ``<weak> / oracle``
     row each after the methods, and the footnote that says what they are.
+    ``training_png``: the training-curves figure's file name, embedded after the table.
     """
     cols = [(spec.key, spec.label) for spec in table_metrics()] + list(RUN_COLUMNS.items())
     lines = ["| method | n | " + " | ".join(label for _, label in cols) + " |",
@@ -279,8 +285,28 @@ def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str
             for g, v in ceiling.items() if v["tiou_ceiling"] is not None) + "\n"
     if ratios:
         text += f"\n{RATIO_NOTE}\n"
+    if training_png:
+        text += (f"\nValidation video AUC and validation loss against the step, mean over seeds per trained "
+                 f"method:\n\n![training curves]({training_png})\n")
     text += f"\nCommand: `{command}`\n"
     return text
+
+
+def run_dirs(methods: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str, list[Path]]:
+    """``{method: [RUN folder of each of its runs]}`` in ``compare``'s layout (:func:`plan`)."""
+    dirs: dict[str, list[Path]] = {}
+    for run in plan(methods, seeds, Path(out)):
+        dirs.setdefault(run.method, []).append(run.model_dir)
+    return dirs
+
+
+def write_training_curves(out: Path, methods: Sequence[str], seeds: Sequence[int], title: str = "") -> Path | None:
+    """``out/training_curves.png`` (:func:`~patchvad.viz.training.training_curves_png`); None when no run validated."""
+    png = training_curves_png(run_dirs(methods, seeds, out), title=title)
+    if png is None:
+        return None
+    atomic_write_bytes(Path(out) / TRAINING_PNG, png)
+    return Path(out) / TRAINING_PNG
 
 
 def _log_line(result: RunResult, rec: dict[str, Any]) -> str:
@@ -339,11 +365,13 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
     ceiling = grid_ceiling(data)
     results.update({"summary": summary, "ratios": ratios, "grid_ceiling": ceiling, "command": command})
     atomic_write_json(results_path, results)
-    text = format_markdown(summary, ceiling, command, ratios)
+    png = write_training_curves(out, methods, seeds)
+    text = format_markdown(summary, ceiling, command, ratios, png.name if png else None)
     atomic_write_text(out / RESULTS_MD, text)
     print(text)
     return results
 
 
-__all__ = ["RUN_COLUMNS", "Run", "RunResult", "check_methods", "compare_command", "execute", "execute_one",
-           "format_markdown", "labels_for", "plan", "run_record", "summarise", "weak_trained"]
+__all__ = ["RUN_COLUMNS", "TRAINING_PNG", "Run", "RunResult", "check_methods", "compare_command", "execute",
+           "execute_one", "format_markdown", "labels_for", "plan", "run_dirs", "run_record", "summarise",
+           "weak_trained", "write_training_curves"]

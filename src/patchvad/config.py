@@ -187,6 +187,12 @@ class TrainConfig:
         val_fraction: share of the TRAINING videos held out (stratified) for
             checkpoint selection by video-level AUC of bag scores.
         split_seed: seed of that split (fixed across method seeds: same validation set).
+        train_videos: train on this many of the dataset's training videos (0: all of
+            them), taken BEFORE the validation split: a nested, label-stratified subset
+            (the first ``n`` of a fixed per-label permutation drawn from ``split_seed``,
+            never from the training seed; normal / anomalous in the dataset's
+            proportions), so the videos of size ``n`` are among those of size ``2n``
+            (learning curves, ``patchvad curves``). More than the dataset holds is an error.
         eval_every: steps between validations (and checkpoints).
         select: ``val_auc`` (best video AUC of bag scores, ties to the later step),
             ``val_auc_smooth`` (best AUC averaged over ``smooth_window`` consecutive
@@ -221,6 +227,7 @@ class TrainConfig:
     upsample_short: bool = False
     val_fraction: float = 0.2
     split_seed: int = 0
+    train_videos: int = 0
     eval_every: int = 50
     select: str = "val_auc_smooth"
     smooth_window: int = 3
@@ -248,6 +255,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, ">= 0")
         _check(self.max_snippets >= 1, "train.max_snippets", self.max_snippets, ">= 1")
         _check(0.0 <= self.val_fraction < 1.0, "train.val_fraction", self.val_fraction, "in [0, 1)")
+        _check(self.train_videos >= 0, "train.train_videos", self.train_videos, ">= 0 (0: every training video)")
         _check(self.eval_every >= 1, "train.eval_every", self.eval_every, ">= 1")
         _check(self.select in ("val_auc", "val_auc_smooth", "val_loss", "last"), "train.select", self.select,
                "val_auc, val_auc_smooth, val_loss or last")

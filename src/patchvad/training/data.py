@@ -21,6 +21,45 @@ from patchvad.errors import ConfigError, FeatureError
 from patchvad.features.store import FeatureStore
 from patchvad.model.model import AnomalyModel
 
+#: mixed with ``split_seed`` so that the subset's permutation is not the validation split's.
+SUBSET_STREAM = 0x5EB5E7
+
+
+def subset_train(entries: list[VideoEntry], n: int, seed: int) -> list[VideoEntry]:
+    """A nested, label-stratified subset of ``n`` TRAINING videos (``train.train_videos``).
+
+    Each label's videos are permuted once with a generator seeded by ``(SUBSET_STREAM,
+    seed)`` (``seed`` is ``train.split_seed``, fixed across training seeds); the subset
+    takes the first ``n0 = round(n * N0 / N)`` normal and the first ``n - n0``
+    anomalous videos of those permutations (``N0`` of ``N`` videos normal). Both counts
+    never decrease as ``n`` grows, so the subset of ``n`` lies inside the subset of any
+    larger size: a learning curve adds videos and never swaps them.
+
+    Args:
+        entries: the dataset's training videos, in dataset order.
+        n: videos to keep; 0 keeps every one.
+        seed: the subset's seed (``train.split_seed``).
+
+    Returns:
+        The kept videos in dataset order.
+
+    Raises:
+        ConfigError: ``n`` is negative or larger than ``len(entries)``.
+    """
+    if n == 0:
+        return list(entries)
+    if n < 0 or n > len(entries):
+        raise ConfigError(f"train.train_videos = {n} but the dataset holds {len(entries)} training videos: "
+                          f"set train.train_videos between 1 and {len(entries)} (0 trains on all of them)")
+    rng = np.random.default_rng([SUBSET_STREAM, int(seed)])
+    groups = [[e for e in entries if e.label == label] for label in (0, 1)]
+    n0 = int(round(n * len(groups[0]) / len(entries)))
+    keep: set[str] = set()
+    for group, count in zip(groups, (n0, n - n0)):
+        order = rng.permutation(len(group))
+        keep.update(group[i].stem for i in order[:count])
+    return [e for e in entries if e.stem in keep]
+
 
 def split_train_val(entries: list[VideoEntry], fraction: float, seed: int) -> tuple[list[VideoEntry], list[VideoEntry]]:
     """Stratified split of TRAINING videos: ``fraction`` of each label held out."""
@@ -317,4 +356,4 @@ def _encode_shared(model: AnomalyModel, store: FeatureStore, entries: list, max_
 
 
 __all__ = ["BalancedSampler", "EncodedVideos", "ShardedVideos", "check_features", "encode_videos", "encoded_size",
-           "pad_batch", "pool_snippets", "pooled_length", "split_train_val"]
+           "pad_batch", "pool_snippets", "pooled_length", "split_train_val", "subset_train"]

@@ -65,6 +65,7 @@ from patchvad.training.data import (
     pad_batch,
     pad_targets,
     split_train_val,
+    subset_train,
 )
 from patchvad.training.state import STATE_FILE, load_state, save_state, trim_log
 from patchvad.training.targets import oracle_targets
@@ -547,16 +548,24 @@ def _set_up(job: _Job, resume: bool) -> None:
 
 
 def _load_split(job: _Job, data_root: str | Path, features: str | Path) -> None:
-    """The training videos, their features and the train / validation split (written to split.json)."""
+    """The training videos (``train.train_videos`` of them), their features, the train / validation split.
+
+    The subset comes before the split (:func:`~patchvad.training.data.subset_train`), so
+    ``train_videos`` counts the validation videos too; split.json records both parts.
+    """
     tc, ctx = job.cfg.train, job.ctx
     entries = list(DatasetFolder(data_root, check_files=False).train_set())
     if not entries:
         raise ConfigError("the dataset has no training videos", path=data_root)
+    try:
+        entries = subset_train(entries, tc.train_videos, tc.split_seed)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=data_root) from None
     store = FeatureStore(features)
     check_features(store, entries)
     tr, va = split_train_val(entries, tc.val_fraction, tc.split_seed)
     ctx.write_json(job.run / "split.json", {"train": [e.stem for e in tr], "val": [e.stem for e in va],
-                                            "split_seed": tc.split_seed})
+                                            "split_seed": tc.split_seed, "train_videos": len(entries)})
     if not any(e.label == 0 for e in tr):
         raise ConfigError("the training videos hold no normal video (needed for the normaliser and L_N)",
                           path=data_root)
