@@ -2,18 +2,18 @@
 # New camera in every video: what generalizes (development sets only; docs/model.md,
 # "New camera in every video: what generalizes (dev sets)").
 #
-#   benchmarks/newcam_dev.sh STAGE [STAGE ...]      stages: data main last table | more check
+#   benchmarks/newcam_dev.sh STAGE [STAGE ...]      stages: data main last valloss ref table | more check
 #
 # DEV (default /work/dev) holds the benchmarks, features, YAML configs and results;
 # PY (default .venv/bin/python) runs patchvad. Everything is nice'd and at most JOBS (2)
 # fits run at once (the development machine has 2 shared cores).
 #
-# What the first study ran (stages data, main, last, table), cut to what the loaded machine
+# What the first study ran (stages data, main, last, valloss, ref, table), cut to what the loaded machine
 # allowed: newcam benchmark seed 101 generated at 240/60, of which the first 76 training
 # and 40 test videos were extracted in time (subset "nc116"); 100 training steps with a
 # validation every 25 (not the default 600 / 50), defaults vs scene_dims 0 + motion_context
-# off, 3 seeds each, and the motion floor. Stages `more` (the other one-factor settings,
-# plain top-k and the oracle) and `check` (a second newcam draw, seed 103, and the
+# off, 3 seeds each, the motion floor, plain top-k and the oracle. Stages `more` (the
+# other one-factor settings) and `check` (a second newcam draw, seed 103, and the
 # fixed-camera preset, seed 102) are written but were not run. None of these benchmarks
 # is a reported test split.
 set -euo pipefail
@@ -78,9 +78,8 @@ main_queue() {  # defaults vs (c) scene_dims 0 + motion_context off, seed by see
   queue nc116 "${items[@]}"
 }
 
-more_queue() {  # not run yet: plain top-k, the oracle, the single factors, no scene token, a bounded correction
+more_queue() {  # not run yet: the single factors, no scene token, a bounded correction
   local items=()
-  for s in $SEEDS; do items+=("exp_nc116_base100:plain_topk:$s:base100" "exp_nc116_oracle100:oracle:$s:base100"); done
   for v in a100 b100 e100 bound100; do for s in $SEEDS; do items+=("exp_nc116_$v:proximity:$s:$v"); done; done
   queue nc116 "${items[@]}"
 }
@@ -99,10 +98,28 @@ last() {  # every proximity run's LAST checkpoint (step 100) tested too: what tr
   done
 }
 
+valloss() {  # train.select: val_loss after the fact: the lowest validation loss was step 25 in every defaults run
+  local s
+  mkdir -p "$DEV/exp_nc116_base100/valloss"
+  for s in $SEEDS; do
+    $PV test --ckpt "$DEV/exp_nc116_base100/proximity_s$s/checkpoints/step_000025.safetensors" --data "$DEV/nc116" \
+      --features "$DEV/nc116_f" --out "$DEV/exp_nc116_base100/valloss/pred_proximity_s$s"
+    $PV evaluate --dataset "$DEV/nc116" --predictions "$DEV/exp_nc116_base100/valloss/pred_proximity_s$s" \
+      --out "$DEV/exp_nc116_base100/valloss/metrics_proximity_s$s.json" > /dev/null
+  done
+}
+
+ref_queue() {  # the reference rows under the same 100 steps: plain top-k and the supervised oracle
+  local items=()
+  for s in $SEEDS; do items+=("exp_nc116_base100:plain_topk:$s:base100" "exp_nc116_oracle100:oracle:$s:base100"); done
+  queue nc116 "${items[@]}"
+}
+
 table() {
   $PY benchmarks/newcam_summary.py "defaults=$DEV/exp_nc116_base100" \
     "scene_dims 0 + motion_context off=$DEV/exp_nc116_c100" \
-    "defaults, step 100=$DEV/exp_nc116_base100/last" "scene_dims 0 + motion_context off, step 100=$DEV/exp_nc116_c100/last"
+    "defaults, step 100=$DEV/exp_nc116_base100/last" "scene_dims 0 + motion_context off, step 100=$DEV/exp_nc116_c100/last" \
+    "defaults, lowest val loss (step 25)=$DEV/exp_nc116_base100/valloss" "oracle=$DEV/exp_nc116_oracle100"
 }
 
 check() {  # not run yet: a second newcam draw and the fixed-camera preset, 120/30 each
@@ -125,8 +142,10 @@ for stage in "$@"; do
     main) configs; main_queue ;;
     more) configs; more_queue ;;
     last) last ;;
+    valloss) valloss ;;
+    ref) configs; ref_queue ;;
     table) table ;;
     check) configs; check ;;
-    *) echo "unknown stage $stage (data main last table more check)" >&2; exit 2 ;;
+    *) echo "unknown stage $stage (data main last valloss ref table more check)" >&2; exit 2 ;;
   esac
 done

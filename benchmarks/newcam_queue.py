@@ -28,6 +28,7 @@ def _one(packed: tuple[Run, Path, Path, Path | None]) -> RunResult:
     run, data, features, oracle = packed
     if run.method == "oracle" and not (run.model_dir / MODEL_FILE).exists():
         log_path = run.model_dir.with_suffix(".log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", encoding="utf-8") as fh:
             fit(data, features, run.model_dir, method="oracle", seed=run.seed, config=run.config,
                 log=lambda msg: print(msg, file=fh, flush=True), oracle_labels=oracle)
