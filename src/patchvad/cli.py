@@ -130,16 +130,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from patchvad.compare import compare_command
-
-    words = ["--data", args.data, "--features", args.features, "--out", args.out]
+def _experiment_command(verb: str, args: argparse.Namespace, extra: list[str] | None = None) -> str:
+    """The command line that redoes a ``compare`` or ``curves`` run, as its outputs record it."""
+    words = ["--data", args.data, "--features", args.features, "--out", args.out, *(extra or [])]
     words += ["--methods", *args.methods] if args.methods else []
     words += ["--seeds", *map(str, args.seeds)]
     words += ["--config", args.config] if args.config else []
     words += ["--oracle-labels", args.oracle_labels] if args.oracle_labels else []
     words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
-    command = "patchvad compare " + " ".join(shlex.quote(w) for w in words)
+    return f"patchvad {verb} " + " ".join(shlex.quote(w) for w in words)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from patchvad.compare import compare_command
+
+    command = _experiment_command("compare", args)
     compare_command(Path(args.data), Path(args.features), Path(args.out), methods=args.methods, seeds=args.seeds,
                     config=Path(args.config) if args.config else None, fresh=args.fresh, jobs=args.jobs,
                     command=command, oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None)
@@ -149,13 +154,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_curves(args: argparse.Namespace) -> int:
     from patchvad.curves import curves_command
 
-    words = ["--data", args.data, "--features", args.features, "--out", args.out, "--sizes", *map(str, args.sizes)]
-    words += ["--methods", *args.methods] if args.methods else []
-    words += ["--seeds", *map(str, args.seeds)]
-    words += ["--config", args.config] if args.config else []
-    words += ["--oracle-labels", args.oracle_labels] if args.oracle_labels else []
-    words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
-    command = "patchvad curves " + " ".join(shlex.quote(w) for w in words)
+    command = _experiment_command("curves", args, ["--sizes", *map(str, args.sizes)])
     curves_command(Path(args.data), Path(args.features), Path(args.out), sizes=args.sizes, methods=args.methods,
                    seeds=args.seeds, config=Path(args.config) if args.config else None,
                    oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None, jobs=args.jobs,
