@@ -79,6 +79,39 @@ def test_execute_keeps_run_order_and_reuses_finished_work(toy, tmp_path: Path) -
         execute(runs + runs[:1], data, feats)
 
 
+def test_execute_resumes_a_fit_killed_after_a_checkpoint_instead_of_reusing_it(toy, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import patchvad.training.loop as loop
+    from patchvad.model.model import read_metadata
+
+    data, feats = toy
+    cfg = RunConfig(train=TrainConfig(steps=4, batch_size=4, eval_every=2, log_every=2, device="cpu", threads=1))
+    run = Run("p", "proximity", 0, cfg, tmp_path / "m", tmp_path / "p")
+    ckpt = tmp_path / "m" / "model.safetensors"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt        # the process dies after its last checkpoint, before the fit's end
+
+    monkeypatch.setattr(loop, "_finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        execute([run], data, feats)
+    assert read_metadata(ckpt)["fit_complete"] == "false"     # best-so-far weights, not a finished fit
+    monkeypatch.undo()
+    import patchvad.compare as compare
+
+    calls: list[bool] = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["resume"])
+        return loop.fit(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "fit", spy)
+    resumed = execute([run], data, feats)["p"]
+    assert calls == [True]                                     # from its saved state, not from scratch
+    assert resumed.fit_seconds is not None and read_metadata(ckpt)["fit_complete"] == "true"
+    assert execute([run], data, feats)["p"].fit_seconds is None   # finished: reused
+
+
 def test_compare_command_writes_results_and_table(toy, tmp_path: Path, capsys) -> None:
     data, feats = toy
     out = tmp_path / "cmp"

@@ -8,7 +8,8 @@ One loop serves ``patchvad compare`` and the demo (its methods x seeds and its a
 * :class:`Run`: one fit -> test -> evaluate and its folders;
 * :func:`execute`: runs them (``jobs`` in parallel processes) and returns every run's
   :class:`RunResult` in the order of the runs, whatever order they finish in. A run
-  whose checkpoint exists is not fitted again (unless ``fresh``), a run whose
+  whose fit ran to its end is not fitted again (unless ``fresh``), one whose fit was
+  killed part-way resumes it (``FIT_COMPLETE`` in the checkpoint), a run whose
   predictions were written after its checkpoint is not tested again; evaluation always
   runs (seconds);
 * :func:`plan`: ``compare``'s runs: every method x seed (a method that is not
@@ -60,6 +61,7 @@ from patchvad.model.methods import METHODS, get_method
 from patchvad.model.model import read_metadata
 from patchvad.parallel import run_parallel
 from patchvad.training import MODEL_FILE, fit
+from patchvad.training.loop import FIT_COMPLETE
 from patchvad.viz.report import summarize_runs
 from patchvad.viz.training import training_curves_png
 
@@ -124,10 +126,13 @@ def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> Ru
     """Fit (unless its checkpoint exists), test (unless its predictions are newer), evaluate."""
     ckpt = run.model_dir / MODEL_FILE
     fit_seconds = None
-    if fresh or not ckpt.exists():
+    # A checkpoint of a fit that was killed before its end holds best-so-far weights: the
+    # fit resumes from its saved state (or starts again without one) rather than being reused.
+    unfinished = not fresh and ckpt.exists() and read_metadata(ckpt).get(FIT_COMPLETE, "true") != "true"
+    if fresh or not ckpt.exists() or unfinished:
         t0 = time.perf_counter()
         fit(data, features, run.model_dir, method=run.method, seed=run.seed, config=run.config, log=None,
-            oracle_labels=run.oracle_labels)
+            oracle_labels=run.oracle_labels, resume=unfinished)
         fit_seconds = time.perf_counter() - t0
     done = run.pred_dir / INFERENCE_FILE
     if not done.exists() or done.stat().st_mtime < ckpt.stat().st_mtime:

@@ -70,6 +70,11 @@ from patchvad.training.data import (
 from patchvad.training.state import STATE_FILE, load_state, save_state, trim_log
 from patchvad.training.targets import oracle_targets
 
+#: checkpoint metadata key: "false" on the best-so-far weights a running fit keeps,
+#: "true" once the fit has ended (selected weights, threshold); a fit killed in between
+#: leaves "false", so a harness resumes it instead of taking it for finished.
+FIT_COMPLETE = "fit_complete"
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train_log.jsonl"
@@ -403,7 +408,7 @@ class _Loop:
             self.best_score, self.best_step = score, self.step
             if main:
                 job.model.save(job.run / MODEL_FILE, {"seed": job.seed, "step": self.step, "val_auc": rec["val_auc"],
-                                                      "val_videos": len(self.val_videos)})
+                                                      "val_videos": len(self.val_videos), FIT_COMPLETE: "false"})
         job.log(f"step {self.step}: val AUC {rec['val_auc']}, val loss {rec['val_loss']} "
                 f"(best step {self.best_step})")
         if main:
@@ -667,7 +672,7 @@ def _finish(job: _Job, val_videos, best_step: int, steps: int, history: list[dic
     model.threshold = threshold
     if ctx.is_main:
         model.cpu().save(run / MODEL_FILE, {"seed": job.seed, "step": best_step, "val_auc": val_auc,
-                                             "val_videos": len(val_videos)})
+                                             "val_videos": len(val_videos), FIT_COMPLETE: "true"})
     ctx.barrier()                       # the checkpoint exists before any rank returns
     seconds = time.perf_counter() - job.start_time
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -709,5 +714,5 @@ def fit_command(data: str | Path | argparse.Namespace, features: str | Path | No
     return res
 
 
-__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LOG_FILE", "MODEL_FILE", "FitResult", "bag_threshold",
+__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "FIT_COMPLETE", "LOG_FILE", "MODEL_FILE", "FitResult", "bag_threshold",
            "evaluate_bags", "fit", "fit_command", "smoothed_best", "val_batch_owner", "video_auc"]
