@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -130,21 +129,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment_command(verb: str, args: argparse.Namespace, extra: list[str] | None = None) -> str:
-    """The command line that redoes a ``compare`` or ``curves`` run, as its outputs record it."""
-    words = ["--data", args.data, "--features", args.features, "--out", args.out, *(extra or [])]
-    words += ["--methods", *args.methods] if args.methods else []
-    words += ["--seeds", *map(str, args.seeds)]
-    words += ["--config", args.config] if args.config else []
-    words += ["--oracle-labels", args.oracle_labels] if args.oracle_labels else []
-    words += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
-    return f"patchvad {verb} " + " ".join(shlex.quote(w) for w in words)
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from patchvad.compare import compare_command
+    from patchvad.compare import compare_command, experiment_command
 
-    command = _experiment_command("compare", args)
+    command = experiment_command("compare", args.data, args.features, args.out, methods=args.methods,
+                                 seeds=args.seeds, config=args.config or None,
+                                 oracle_labels=args.oracle_labels or None, jobs=args.jobs)
     compare_command(Path(args.data), Path(args.features), Path(args.out), methods=args.methods, seeds=args.seeds,
                     config=Path(args.config) if args.config else None, fresh=args.fresh, jobs=args.jobs,
                     command=command, oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None)
@@ -152,9 +142,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
+    from patchvad.compare import experiment_command
     from patchvad.curves import curves_command
 
-    command = _experiment_command("curves", args, ["--sizes", *map(str, args.sizes)])
+    command = experiment_command("curves", args.data, args.features, args.out, extra=["--sizes", *args.sizes],
+                                 methods=args.methods, seeds=args.seeds, config=args.config or None,
+                                 oracle_labels=args.oracle_labels or None, jobs=args.jobs)
     curves_command(Path(args.data), Path(args.features), Path(args.out), sizes=args.sizes, methods=args.methods,
                    seeds=args.seeds, config=Path(args.config) if args.config else None,
                    oracle_labels=Path(args.oracle_labels) if args.oracle_labels else None, jobs=args.jobs,

@@ -314,6 +314,25 @@ def write_training_curves(out: Path, methods: Sequence[str], seeds: Sequence[int
     return Path(out) / TRAINING_PNG
 
 
+def experiment_command(verb: str, data: Path | str, features: Path | str, out: Path | str, *,
+                       extra: Sequence[Any] = (), methods: Sequence[str] | None = None,
+                       seeds: Sequence[int] | None = None, config: Path | str | None = None,
+                       oracle_labels: Path | str | None = None, jobs: int = 1) -> str:
+    """The command line that redoes a ``compare`` or ``curves`` run, as its outputs record it.
+
+    Options in a fixed order: ``--data --features --out``, ``extra`` (a verb's own, e.g.
+    ``--sizes``), then each of ``--methods --seeds --config --oracle-labels --jobs`` that
+    is given (``methods`` when not empty, ``jobs`` when not 1); every word shell-quoted.
+    """
+    words: list[Any] = ["--data", data, "--features", features, "--out", out, *extra]
+    words += ["--methods", *methods] if methods else []
+    words += ["--seeds", *seeds] if seeds is not None else []
+    words += ["--config", config] if config is not None else []
+    words += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
+    words += ["--jobs", jobs] if jobs != 1 else []
+    return f"patchvad {verb} " + " ".join(shlex.quote(str(w)) for w in words)
+
+
 def _log_line(result: RunResult, rec: dict[str, Any]) -> str:
     scores = " ".join(f"{spec.key}={rec[spec.key]:.4f}" for spec in table_metrics() if rec.get(spec.key) is not None)
     fit_s = "reused" if result.fit_seconds is None else f"{result.fit_seconds:.0f}s"
@@ -362,9 +381,7 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
         atomic_write_json(results_path, results)
 
     execute(todo, data, features, jobs=jobs, fresh=fresh, on_result=record)
-    words: list = ["--data", data, "--features", features, "--out", out]
-    words += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
-    command = command or "patchvad compare " + " ".join(shlex.quote(str(a)) for a in words)
+    command = command or experiment_command("compare", data, features, out, oracle_labels=oracle_labels)
     summary = summarise(results, methods, seeds)
     ratios = oracle_ratios(summary, weak_trained(methods)) if ORACLE in methods else {}
     ceiling = grid_ceiling(data)
@@ -378,5 +395,5 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
 
 
 __all__ = ["RUN_COLUMNS", "TRAINING_PNG", "Run", "RunResult", "check_methods", "compare_command", "execute",
-           "execute_one", "format_markdown", "labels_for", "plan", "run_dirs", "run_record", "summarise",
-           "weak_trained", "write_training_curves"]
+           "execute_one", "experiment_command", "format_markdown", "labels_for", "plan", "run_dirs", "run_record",
+           "summarise", "weak_trained", "write_training_curves"]

@@ -33,14 +33,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from patchvad.compare import RUN_COLUMNS, TRAINING_PNG, check_methods, compare_command, plan, weak_trained
+from patchvad.compare import (
+    RUN_COLUMNS,
+    TRAINING_PNG,
+    check_methods,
+    compare_command,
+    experiment_command,
+    plan,
+    weak_trained,
+)
 from patchvad.config import RunConfig
 from patchvad.data.folder import DatasetFolder
 from patchvad.errors import ConfigError
@@ -236,10 +243,8 @@ def curves_command(data: Path, features: Path, out: Path, sizes: Sequence[int], 
     sizes = check_sizes(sizes, data)
     base = RunConfig.load(config) if config is not None else RunConfig()
     if command is None:
-        head: list[Any] = ["--data", data, "--features", features, "--out", out, "--sizes", *sizes,
-                            "--methods", *methods, "--seeds", *seeds]
-        head += ["--oracle-labels", oracle_labels] if oracle_labels is not None else []
-        command = "patchvad curves " + " ".join(shlex.quote(str(w)) for w in head)
+        command = experiment_command("curves", data, features, out, extra=["--sizes", *sizes], methods=methods,
+                                     seeds=seeds, oracle_labels=oracle_labels)
     by_size: dict[str, Any] = {}
     training: dict[int, bytes] = {}
     for n in sizes:
@@ -249,11 +254,10 @@ def curves_command(data: Path, features: Path, out: Path, sizes: Sequence[int], 
         atomic_write_text(cfg_path, dataclasses.replace(base, train=dataclasses.replace(
             base.train, train_videos=n)).to_yaml())
         # The recorded command of a size is the compare command that redoes its runs alone.
-        words = ["--data", data, "--features", features, "--out", sub, "--methods", *methods, "--seeds", *seeds,
-                 "--config", cfg_path] + (["--oracle-labels", oracle_labels] if oracle_labels is not None else [])
-        results = compare_command(data, features, sub, methods=methods, seeds=seeds, config=cfg_path, fresh=fresh,
-                                  jobs=jobs, command="patchvad compare " + " ".join(shlex.quote(str(w)) for w in words),
+        redo = experiment_command("compare", data, features, sub, methods=methods, seeds=seeds, config=cfg_path,
                                   oracle_labels=oracle_labels)
+        results = compare_command(data, features, sub, methods=methods, seeds=seeds, config=cfg_path, fresh=fresh,
+                                  jobs=jobs, command=redo, oracle_labels=oracle_labels)
         counts = fitted_videos(sub, methods, seeds)
         wrong = {k: c for k, c in counts.items() if c is not None and c != n}
         if wrong:
