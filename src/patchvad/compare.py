@@ -51,6 +51,7 @@ from tqdm import tqdm
 from patchvad.config import RunConfig
 from patchvad.ensemble import INFERENCE_FILE
 from patchvad.errors import ConfigError
+from patchvad.features.store import FeatureStore
 from patchvad.inference import test
 from patchvad.io.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from patchvad.metrics.ceiling import grid_ceiling
@@ -122,8 +123,13 @@ def _number(text: str | None) -> float | None:
     return None if text in (None, "None") else float(text)
 
 
-def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> RunResult:
-    """Fit (unless its checkpoint exists), test (unless its predictions are newer), evaluate."""
+def execute_one(run: Run, data: Path, features: Path, fresh: bool = False,
+                encoding_cache: Path | None = None) -> RunResult:
+    """Fit (unless its checkpoint exists), test (unless its predictions are newer), evaluate.
+
+    ``encoding_cache``: the folder the runs of one experiment share their normalisers and
+    encoded videos through (:mod:`patchvad.model.encoding_cache`).
+    """
     ckpt = run.model_dir / MODEL_FILE
     fit_seconds = None
     # A checkpoint of a fit that was killed before its end holds best-so-far weights: the
@@ -132,11 +138,11 @@ def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> Ru
     if fresh or not ckpt.exists() or unfinished:
         t0 = time.perf_counter()
         fit(data, features, run.model_dir, method=run.method, seed=run.seed, config=run.config, log=None,
-            oracle_labels=run.oracle_labels, resume=unfinished)
+            oracle_labels=run.oracle_labels, resume=unfinished, encoding_cache=encoding_cache)
         fit_seconds = time.perf_counter() - t0
     done = run.pred_dir / INFERENCE_FILE
     if not done.exists() or done.stat().st_mtime < ckpt.stat().st_mtime:
-        test(ckpt, data, features, run.pred_dir)
+        test(ckpt, data, features, run.pred_dir, encoding_cache=encoding_cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # each warning is a line of the result's "warnings"
         metrics = evaluate_folder(data, run.pred_dir)
@@ -148,12 +154,13 @@ def execute_one(run: Run, data: Path, features: Path, fresh: bool = False) -> Ru
                      snippets_per_second=inference.get("snippets_per_second"))
 
 
-def _execute_packed(packed: tuple[Run, Path, Path, bool]) -> RunResult:
+def _execute_packed(packed: tuple[Run, Path, Path, bool, Path | None]) -> RunResult:
     return execute_one(*packed)
 
 
 def execute(runs: Sequence[Run], data: Path, features: Path, jobs: int = 1, fresh: bool = False,
-            desc: str = "fit+test", on_result: Callable[[RunResult], None] | None = None) -> dict[Hashable, RunResult]:
+            desc: str = "fit+test", on_result: Callable[[RunResult], None] | None = None,
+            encoding_cache: Path | None = None) -> dict[Hashable, RunResult]:
     """Every run through :func:`execute_one`; ``jobs`` > 1 spreads them over processes.
 
     Args:
@@ -164,6 +171,7 @@ def execute(runs: Sequence[Run], data: Path, features: Path, jobs: int = 1, fres
         fresh: fit and test again even where a checkpoint exists.
         desc: label of the progress bar.
         on_result: called with each result as it finishes (finishing order).
+        encoding_cache: shared normalisers and encoded videos (:func:`execute_one`).
 
     Returns:
         ``{run.key: RunResult}`` in the order of ``runs``.
@@ -173,12 +181,36 @@ def execute(runs: Sequence[Run], data: Path, features: Path, jobs: int = 1, fres
         raise ValueError("runs must have distinct keys")
     done: dict[Hashable, RunResult] = {}
     with tqdm(total=len(runs), desc=desc, unit="run") as bar:
-        for result in run_parallel(_execute_packed, [(r, Path(data), Path(features), fresh) for r in runs], jobs):
+        packed = [(r, Path(data), Path(features), fresh, encoding_cache) for r in runs]
+        for result in run_parallel(_execute_packed, packed, jobs):
             done[result.run.key] = result
             if on_result is not None:
                 on_result(result)
             bar.update(1)
     return {k: done[k] for k in keys}
+
+
+#: the folder under an experiment's output that its runs share encodings through.
+ENCODING_CACHE = "encodings"
+#: no shared encoding cache when the encoded videos would take more than this (float32, MB).
+ENCODING_CACHE_LIMIT_MB = 2048
+#: channels of an encoded token assumed for that estimate (the defaults give 55).
+_ENCODED_CHANNELS = 64
+
+
+def experiment_cache(features: Path, out: Path, limit_mb: float = ENCODING_CACHE_LIMIT_MB) -> Path | None:
+    """``out/encodings`` when every video of ``features`` encoded would fit in ``limit_mb``, else None.
+
+    The runs of one experiment share their normalisers and encoded videos through it
+    (:mod:`patchvad.model.encoding_cache`); on a set too large for that (a UCF-Crime-sized
+    one) each run encodes what it needs, as before.
+    """
+    store = FeatureStore(features)
+    tokens = 0
+    for stem in store.finished():
+        t, gh, gw = store.record(stem)["shape"][:3]
+        tokens += int(t) * int(gh) * int(gw)
+    return Path(out) / ENCODING_CACHE if tokens * _ENCODED_CHANNELS * 4 <= limit_mb * 2 ** 20 else None
 
 
 def labels_for(method: str, oracle_labels: Path | None) -> Path | None:
@@ -380,7 +412,8 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
         tqdm.write(_log_line(result, rec))
         atomic_write_json(results_path, results)
 
-    execute(todo, data, features, jobs=jobs, fresh=fresh, on_result=record)
+    execute(todo, data, features, jobs=jobs, fresh=fresh, on_result=record,
+            encoding_cache=experiment_cache(features, out))
     command = command or experiment_command("compare", data, features, out, oracle_labels=oracle_labels)
     summary = summarise(results, methods, seeds)
     ratios = oracle_ratios(summary, weak_trained(methods)) if ORACLE in methods else {}

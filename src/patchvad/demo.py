@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchvad.compare import Run, execute, labels_for, weak_trained
+from patchvad.compare import Run, execute, experiment_cache, labels_for, weak_trained
 from patchvad.config import RunConfig
 from patchvad.errors import ConfigError
 from patchvad.io.files import atomic_write_json
@@ -261,7 +261,8 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     # oracle label folder goes to the oracle's runs only (labels_for).
     work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}",
                 labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds)]
-    for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test").values():
+    cache = experiment_cache(feats, out)
+    for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test", encoding_cache=cache).values():
         runs[res.run.method][res.run.seed] = res.metrics
         reused["fits"] += res.fit_seconds is None
     timings["train+test"] = time.perf_counter() - t0
@@ -269,7 +270,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     ablation = None
     if ablate:
         t0 = time.perf_counter()
-        ablation = _run_ablation(data, feats, out, p, seeds, echo, runs["proximity"], n_jobs)
+        ablation = _run_ablation(data, feats, out, p, seeds, echo, runs["proximity"], n_jobs, cache)
         timings["ablation"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -305,7 +306,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
 
 
 def _run_ablation(data: Path, feats: Path, out: Path, p: DemoPreset, seeds: int, echo: Callable[[str], None],
-                  proximity: dict[int, dict], n_jobs: int = 1) -> dict:
+                  proximity: dict[int, dict], n_jobs: int = 1, cache: Path | None = None) -> dict:
     """One factor at a time around the default proximity model; mean/std over seeds.
 
     ``proximity``: the main proximity runs' metrics by seed, which are the default setting's.
@@ -326,7 +327,7 @@ def _run_ablation(data: Path, feats: Path, out: Path, p: DemoPreset, seeds: int,
             run_dir = out / "ablation" / tag / f"seed{seed}"
             work.append(Run((factor, name, seed), "proximity", seed, _config("proximity", p, override),
                             run_dir / "model", run_dir / "predictions"))
-    done = execute(work, data, feats, jobs=n_jobs, desc="ablation")
+    done = execute(work, data, feats, jobs=n_jobs, desc="ablation", encoding_cache=cache)
     factors: dict[str, dict[str, dict]] = {}
     for factor, name, _ in settings:
         by_seed = (proximity if name == default_of[factor]

@@ -36,6 +36,7 @@ from patchvad.errors import FeatureError
 from patchvad.features.store import FeatureStore, VideoFeatures
 from patchvad.geometry import chain_snippet_boxes
 from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.model.encoding_cache import EncodingCache, maybe_cache
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
 from patchvad.model.selections import SelectionConfig
@@ -94,18 +95,20 @@ def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg:
 
 
 @torch.no_grad()
-def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256) -> np.ndarray:
+def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256,
+                 cache: EncodingCache | None = None) -> np.ndarray:
     """``(T, Gh, Gw)`` float32 patch scores of all snippets of one video.
 
     Long videos are scored in chunks of ``chunk`` snippets with a halo of the temporal
-    receptive field, so the result equals scoring the whole video at once.
+    receptive field, so the result equals scoring the whole video at once. ``cache``:
+    an encoding cache the encoded video is read from or added to.
     """
     t_len, gh, gw = features.x.shape[:3]
     fixed = model.impl.input_free_scores(model, features.stem, (t_len, gh, gw))
     if fixed is not None:
         return fixed
     device = model.encoder.prior_scale.device
-    enc = model.encoder.encode(features.x)
+    enc = model.encoder.encode(features.x) if cache is None else cache.encode(model.encoder, features)
     halo = sum(int(d) for d in model.config.model.temporal_dilations) + 1
     out = np.empty((t_len, gh, gw), dtype=np.float32)
     for t0 in range(0, t_len, chunk):
@@ -115,11 +118,14 @@ def patch_scores(model: AnomalyModel, features: VideoFeatures, chunk: int = 256)
     return out
 
 
-def predict_video(model: AnomalyModel, features: VideoFeatures, box_cfg: BoxConfig = BoxConfig()
-                  ) -> VideoPrediction:
-    """Frame scores, maps, boxes and tracks of one video (see the module docstring)."""
+def predict_video(model: AnomalyModel, features: VideoFeatures, box_cfg: BoxConfig = BoxConfig(),
+                  cache: EncodingCache | None = None) -> VideoPrediction:
+    """Frame scores, maps, boxes and tracks of one video (see the module docstring).
+
+    ``cache``: an encoding cache for the encoded video (:func:`patch_scores`).
+    """
     model.eval()
-    maps = patch_scores(model, features)
+    maps = patch_scores(model, features, cache=cache)
     width = int(features.record.get("width", 0))
     height = int(features.record.get("height", 0))
     if width < 1 or height < 1:
@@ -191,8 +197,14 @@ class TestResult:
 
 
 def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str | Path,
-         box_cfg: BoxConfig = BoxConfig(), log=None) -> TestResult:
-    """Predict every TEST video of ``data_root`` and write the predictions folder ``out``."""
+         box_cfg: BoxConfig = BoxConfig(), log=None, encoding_cache: str | Path | None = None) -> TestResult:
+    """Predict every TEST video of ``data_root`` and write the predictions folder ``out``.
+
+    ``encoding_cache``: a folder shared with other tests (and fits) of the same
+    experiment: a model with the same normaliser reads the encoded test videos from it
+    (:mod:`patchvad.model.encoding_cache`).
+    """
+    cache = maybe_cache(encoding_cache)
     store = FeatureStore(features)
     model = load_model(ckpt, store.spec)
     test_set = DatasetFolder(data_root, check_files=False).test_set()
@@ -206,7 +218,7 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
     for e in test_set:
         feats = store.load(e.stem, mmap=True)
         t0 = time.perf_counter()
-        pred = predict_video(model, feats, box_cfg)
+        pred = predict_video(model, feats, box_cfg, cache=cache)
         seconds += time.perf_counter() - t0
         assert pred.maps is not None and pred.tracks is not None        # prediction_from_maps sets both
         n_snip += pred.maps.shape[0]

@@ -39,13 +39,20 @@ _MIN_STD = 1e-4
 def cell_median(x: np.ndarray, rows_per_chunk: int = 2) -> np.ndarray:
     """Median over time of each cell and channel: ``(T, Gh, Gw, C) -> (Gh, Gw, C)``.
 
-    Computed a few grid rows at a time so a long video never needs a float32 copy of
-    all its features at once.
+    Equal to ``np.median(x, axis=0)`` (the mean of the two middle values for even ``T``),
+    computed a few grid rows at a time so a long video never needs a float32 copy of all
+    its features at once, and by sorting each token's series in place along a contiguous
+    last axis (about 2x faster than ``np.median`` along the first axis, whose partition
+    walks strided memory).
     """
     t, gh, gw, c = x.shape
     out = np.empty((gh, gw, c), dtype=np.float32)
     for i in range(0, gh, rows_per_chunk):
-        out[i:i + rows_per_chunk] = np.median(np.asarray(x[:, i:i + rows_per_chunk], dtype=np.float32), axis=0)
+        rows = np.asarray(x[:, i:i + rows_per_chunk], dtype=np.float32)
+        series = np.ascontiguousarray(rows.reshape(t, -1).T)          # (tokens, T)
+        series.sort(axis=1)
+        mid = series[:, t // 2] if t % 2 else np.mean(series[:, t // 2 - 1:t // 2 + 1], axis=1)
+        out[i:i + rows_per_chunk] = mid.reshape(rows.shape[1:])
     return out
 
 

@@ -8,6 +8,7 @@ half anomalous batches; :func:`pad_batch` pads them to one length with a mask.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from patchvad import distributed
 from patchvad.data.folder import VideoEntry
 from patchvad.errors import ConfigError, FeatureError
 from patchvad.features.store import FeatureStore
+from patchvad.model.encoding_cache import EncodingCache
 from patchvad.model.model import AnomalyModel
 
 #: mixed with ``split_seed`` so that the subset's permutation is not the validation split's.
@@ -297,10 +299,12 @@ def encoded_size(store: FeatureStore, entries: list, channels: int, max_snippets
 
 def encode_videos(model: AnomalyModel, store: FeatureStore, entries: list, max_snippets: int,
                   upsample_short: bool, log: Callable[[str], None] | None = None,
-                  cache_file: Path | None = None, ctx: distributed.Context = distributed.SINGLE) -> EncodedVideos:
+                  cache_file: Path | None = None, ctx: distributed.Context = distributed.SINGLE,
+                  shared: EncodingCache | None = None) -> EncodedVideos:
     """Encode each video once (memory-mapped read) and pool to ``max_snippets``.
 
     Returns an :class:`EncodedVideos` in memory, or backed by ``cache_file``.
+    ``shared``: an encoding cache the encoded videos are read from or added to.
     Distributed (``ctx``): every rank gets every video; in each round of
     ``world_size`` videos each rank encodes one and broadcasts it to the others.
     """
@@ -308,17 +312,20 @@ def encode_videos(model: AnomalyModel, store: FeatureStore, entries: list, max_s
         return _encode_shared(model, store, entries, max_snippets, upsample_short, log, cache_file, ctx)
     out = EncodedVideos(cache_file)
     t0 = time.perf_counter()
-    try:
-        for i, e in enumerate(entries):
-            feats = store.load(e.stem, mmap=True)
-            enc = model.encoder.encode(feats.x)
-            out.append(pool_snippets(enc.cpu(), max_snippets, upsample_short))
-            del feats, enc
-            if log and (i + 1) % 200 == 0:
-                log(f"encoded {i + 1}/{len(entries)} videos ({time.perf_counter() - t0:.1f}s)")
-    except BaseException:
-        out.close()
-        raise
+    with contextlib.ExitStack() as stack:
+        digest = None if shared is None else stack.enter_context(shared.encoding(model.encoder))
+        try:
+            for i, e in enumerate(entries):
+                feats = store.load(e.stem, mmap=True)
+                enc = (model.encoder.encode(feats.x) if shared is None
+                       else shared.encode(model.encoder, feats, digest))
+                out.append(pool_snippets(enc.cpu(), max_snippets, upsample_short))
+                del feats, enc
+                if log and (i + 1) % 200 == 0:
+                    log(f"encoded {i + 1}/{len(entries)} videos ({time.perf_counter() - t0:.1f}s)")
+        except BaseException:
+            out.close()
+            raise
     return out.finish()
 
 

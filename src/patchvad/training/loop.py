@@ -33,6 +33,7 @@ so every rank takes the same checkpoint decision; only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -51,7 +52,9 @@ from patchvad.data.folder import DatasetFolder
 from patchvad.errors import ConfigError
 from patchvad.features.reduce import load_reduction
 from patchvad.features.store import FeatureStore
+from patchvad.io.files import sha256_file
 from patchvad.metrics.frame import UndefinedMetricError, frame_auc, youden_threshold
+from patchvad.model.encoding_cache import EncodingCache, maybe_cache
 from patchvad.model.methods import get_method
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.training.augment import BatchShare, augment
@@ -239,6 +242,7 @@ class _Job:
     va: list = field(default_factory=list)
     model: AnomalyModel = field(init=False, repr=False)     # set by _fit_normaliser
     oracle_labels: Path | None = None
+    cache: EncodingCache | None = None
     train_targets: list | None = None
     val_targets: list | None = None
 
@@ -456,7 +460,8 @@ def _resolve_config(method: str, config: RunConfig | str | Path | None) -> RunCo
 
 def fit(data_root: str | Path, features: str | Path, out: str | Path, method: str = "proximity", seed: int = 0,
         config: RunConfig | str | Path | None = None, resume: bool = False,
-        log: Callable[[str], None] | None = _default_log, oracle_labels: str | Path | None = None) -> FitResult:
+        log: Callable[[str], None] | None = _default_log, oracle_labels: str | Path | None = None,
+        encoding_cache: str | Path | None = None) -> FitResult:
     """Train ``method`` on the training videos of ``data_root`` and write ``out``.
 
     Args:
@@ -472,6 +477,10 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
         oracle_labels: folder of the training videos' ground truth (``patchvad synth ...
             --oracle-labels DIR``), read only by methods trained on cells (``oracle``);
             refused for every weakly supervised method.
+        encoding_cache: a folder shared by the fits (and tests) of one experiment: the
+            normaliser and the encoded videos are computed once and read by every fit
+            that would compute the same ones (:mod:`patchvad.model.encoding_cache`).
+            Not used by multi-process fits.
 
     Returns:
         :class:`FitResult`.
@@ -493,7 +502,8 @@ def fit(data_root: str | Path, features: str | Path, out: str | Path, method: st
             if not ctx.is_main:
                 log = lambda _msg: None  # noqa: E731 - rank 0 reports
         job = _Job(cfg, Path(out), seed, device, ctx, log, start_time,
-                   oracle_labels=None if oracle_labels is None else Path(oracle_labels))
+                   oracle_labels=None if oracle_labels is None else Path(oracle_labels),
+                   cache=None if ctx.distributed else maybe_cache(encoding_cache))
         return _fit(job, data_root, features, resume)
 
 
@@ -595,6 +605,12 @@ def _load_targets(job: _Job) -> None:
     job.log(f"cell targets of {len(job.tr) + len(job.va)} videos from {job.oracle_labels}")
 
 
+def _feature_sha(store: FeatureStore, stem: str) -> str:
+    """The SHA-256 of a video's stored features (from its record; computed when the record lacks it)."""
+    sha = store.record(stem).get("sha256")
+    return str(sha) if sha else sha256_file(store.path / f"{stem}.npy")
+
+
 def _fit_normaliser(job: _Job) -> None:
     """Build the model; fit its encoder on (at most ``norm_videos``) normal training videos."""
     cfg, ctx, store = job.cfg, job.ctx, job.store
@@ -607,7 +623,22 @@ def _fit_normaliser(job: _Job) -> None:
             if len(normals) > cfg.model.norm_videos:
                 keep = np.unique(np.linspace(0, len(normals) - 1, cfg.model.norm_videos).round().astype(int))
                 normals = [normals[i] for i in keep]
-            model.encoder.fit((store.load(e.stem).x for e in normals), seed=job.seed, max_videos_hint=len(normals))
+            # The token sample is drawn from the split's seed, not the training seed: the
+            # normaliser belongs to the data split (like the validation set), so every seed
+            # and method of one split trains on the same inputs and can share them (cache).
+            seed = cfg.train.split_seed
+
+            def fit_encoder() -> None:
+                model.encoder.fit((store.load(e.stem).x for e in normals), seed=seed, max_videos_hint=len(normals))
+
+            if job.cache is None:
+                fit_encoder()
+            else:
+                inputs = {"what": "normaliser", "model": dataclasses.asdict(cfg.model), "seed": seed,
+                          "spec": store.spec.to_dict(), "reduction": store.reduction,
+                          "videos": [_feature_sha(store, e.stem) for e in normals]}
+                if job.cache.fitted_normaliser(model.encoder, inputs, fit_encoder):
+                    job.log(f"normaliser from the encoding cache ({job.cache.root})")
             model.init_prior()
         if ctx.distributed:             # rank 0 fitted the normaliser; the others take it
             for t in model.encoder.state_dict().values():
@@ -630,7 +661,8 @@ def _encode(job: _Job, trained: bool) -> tuple[EncodedVideos | list, EncodedVide
     tag = f".rank{ctx.rank}" if ctx.distributed else ""
     cache = (lambda name: job.run / f".{name}{tag}.encoded.cache") if on_disk else (lambda name: None)
     train_videos: EncodedVideos | list = (
-        encode_videos(model, store, job.tr, tc.max_snippets, tc.upsample_short, job.log, cache("train"), ctx=ctx)
+        encode_videos(model, store, job.tr, tc.max_snippets, tc.upsample_short, job.log, cache("train"), ctx=ctx,
+                      shared=job.cache)
         if trained else [])
     val_videos: EncodedVideos | ShardedVideos
     if ctx.distributed:                 # each rank encodes the validation batches it scores
@@ -639,7 +671,8 @@ def _encode(job: _Job, trained: bool) -> tuple[EncodedVideos | list, EncodedVide
         val_videos = ShardedVideos(len(va), held, encode_videos(
             model, store, [va[j] for j in held], tc.max_snippets, tc.upsample_short, None, cache("val")))
     else:
-        val_videos = encode_videos(model, store, va, tc.max_snippets, tc.upsample_short, job.log, cache("val"))
+        val_videos = encode_videos(model, store, va, tc.max_snippets, tc.upsample_short, job.log, cache("val"),
+                                   shared=job.cache)
     job.timings["encode"] = time.perf_counter() - t_enc
     job.log(f"encoded {len(train_videos) + len(val_videos)} videos in {job.timings['encode']:.1f}s "
             f"({model.encoder.out_dim} channels, {size / 2 ** 20:.0f} MB {'on disk' if on_disk else 'in memory'})")
