@@ -21,6 +21,7 @@ from torch import nn
 
 from patchvad.config import ModelConfig
 from patchvad.features.backbones.motion import MOTION_CHANNELS
+from patchvad.model.dropout import FastDropout
 from patchvad.model.losses import bce, sultani_ranking
 from patchvad.model.selection import window_length
 
@@ -50,7 +51,7 @@ class VideoMILScorer(nn.Module):
         self.in_norm = nn.LayerNorm(d)
         self.temporal = nn.ModuleList(nn.Conv1d(d, d, 3, padding=int(dil), dilation=int(dil))
                                       for dil in cfg.temporal_dilations)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

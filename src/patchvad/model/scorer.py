@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from patchvad.config import ModelConfig
+from patchvad.model.dropout import FastDropout
 
 
 def _inv_softplus(y: float) -> float:
@@ -114,7 +115,7 @@ class PatchScorer(nn.Module):
         else:
             self.spatial = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.spatial_layers))
         self.scene = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.spatial_layers)) if cfg.scene_token else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.out_norm = nn.LayerNorm(d)
         hidden, last = nn.Linear(d, d), nn.Linear(d, 1)
         self.head = nn.Sequential(hidden, nn.GELU(), last)

@@ -14,6 +14,8 @@ from typing import overload
 import numpy as np
 import torch
 
+from patchvad.model.dropout import FastDropout, keep_mask, keep_scale
+
 
 @overload
 def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, signs: torch.Tensor,
@@ -69,9 +71,10 @@ def augment(x: torch.Tensor, mask: torch.Tensor, hflip: float, noise: float, sig
 class BatchShare:
     """Dropout of a rank's share as it would be in the whole global batch.
 
-    :meth:`install` swaps every ``nn.Dropout`` of a module for one that draws the mask
-    of the WHOLE global batch from the default generator (exactly the draws
-    ``nn.Dropout`` makes on the full batch in one process) and applies this rank's rows
+    :meth:`install` swaps every ``nn.Dropout`` and
+    :class:`~patchvad.model.dropout.FastDropout` of a module for one that draws the mask
+    of the WHOLE global batch from the default generator (exactly the draws the
+    replaced layer makes on the full batch in one process) and applies this rank's rows
     of it. Every rank holds the same generator state, so the ranks' masks are disjoint
     parts of one global mask and each video gets the mask it gets in a single-process
     run. Needs the batch dimension outermost in memory (true of every scorer here);
@@ -92,8 +95,9 @@ class BatchShare:
         swapped = []
         for parent in list(module.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) is torch.nn.Dropout:
-                    setattr(parent, name, _SharedDropout(child.p, self))
+                if type(child) is torch.nn.Dropout or type(child) is FastDropout:
+                    fast = isinstance(child, FastDropout)
+                    setattr(parent, name, _SharedDropout(float(child.p), self, fast=fast))
                     swapped.append((parent, name, child))
 
         def restore() -> None:
@@ -103,10 +107,11 @@ class BatchShare:
 
 
 class _SharedDropout(torch.nn.Module):
-    def __init__(self, p: float, share: BatchShare):
+    def __init__(self, p: float, share: BatchShare, fast: bool = False):
         super().__init__()
         self.p = float(p)
         self.share = share
+        self.fast = fast            # the mask of FastDropout (keep_mask), else nn.Dropout's Bernoulli draws
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.share.rows
@@ -116,11 +121,17 @@ class _SharedDropout(torch.nn.Module):
         order = sorted(range(x.dim()), key=lambda i: -strides[i])   # memory order, as empty_like lays it out
         xm = x.permute(order)
         if rows is None or order[0] != 0 or not xm.is_contiguous() or x.shape[0] % len(rows):
-            return torch.nn.functional.dropout(x, self.p, True)
+            return FastDropout(self.p)(x) if self.fast else torch.nn.functional.dropout(x, self.p, True)
         per = xm.numel() // len(rows)
-        noise = torch.empty(self.share.batch * per, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.fast:
+            noise = keep_mask(self.share.batch * per, self.p, x.device).to(x.dtype)
+        else:
+            noise = torch.empty(self.share.batch * per, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
         noise = noise.view(self.share.batch, per)[rows.to(x.device)].view(xm.shape)
-        noise.div_(1.0 - self.p)
+        if self.fast:
+            noise.mul_(keep_scale(self.p))
+        else:
+            noise.div_(1.0 - self.p)
         return (xm * noise).permute(np.argsort(order).tolist())
 
 
