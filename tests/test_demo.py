@@ -60,6 +60,11 @@ def test_tiny_demo_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for src in videos:
         assert probe(out / src).frame_count > 0
     assert any(line.startswith("proximity ") for line in lines)            # the terminal table
+    # The training curves of the trained methods: a "Training" section with one figure.
+    training = re.search(r'<section id="training">(.*?)</section>', html, re.S)
+    assert training is not None and training.group(1).count("<img") == 1
+    # The runs shared one encoding cache: one normaliser per model configuration.
+    assert list((out / "encodings" / "normalisers").glob("*.safetensors"))
 
     # The supervised oracle: its labels outside the dataset root, its row, weak / oracle per metric.
     labels = out / ORACLE_LABELS

@@ -285,7 +285,8 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     atomic_write_json(out / "metrics.json", metrics)
     echo("[5/5] report and overlays")
     build_report(out, data, {m: out / "predictions" / m / "seed0" for m in DEMO_METHODS}, metrics,
-                 ablation=ablation, seed=0, title=metrics["title"], overlay_stems=overlay_choice(data))
+                 ablation=ablation, seed=0, title=metrics["title"], overlay_stems=overlay_choice(data),
+                 training_runs={m: [out / "models" / m / f"seed{s}" for s in range(seeds)] for m in DEMO_METHODS})
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)

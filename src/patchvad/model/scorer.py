@@ -23,8 +23,9 @@ Layers (every weight is shared across cells and snippets, so any grid and any T 
    scorer reproduces the motion floor and training learns a correction on top of it.
    Without the prior: ``logit = correction`` (head bias starts at -2).
 
-Padding: activations are multiplied by the mask after every block, which makes the
-zero-padded temporal convolution see exactly what it would see on the unpadded video.
+Padding: activations are multiplied by the mask before every temporal block, which makes
+the zero-padded temporal convolution see exactly what it would see on the unpadded video
+(the other layers work within one snippet); padded snippets' scores are set to 0.
 """
 
 from __future__ import annotations
@@ -128,19 +129,21 @@ class PatchScorer(nn.Module):
     def logits(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-sigmoid scores ``(B, T, Gh, Gw)``."""
         b, t, gh, gw, _ = x.shape
-        m = None if mask is None else mask.to(x.dtype).view(b, t, 1, 1, 1)
+        # Padded snippets must be zero where a temporal convolution reads them; nothing else
+        # mixes snippets (the spatial blocks and the scene token work within one snippet),
+        # so the mask is applied before each temporal block only, and not at all when the
+        # batch has no padding. Real snippets get exactly the same values either way.
+        m = None if mask is None or bool(mask.all()) else mask.to(x.dtype).view(b, t, 1, 1, 1)
         h = F.gelu(self.in_norm(self.in_proj(x)))
         if self.pos is not None:
             h = h + self.pos(gh, gw, x.device)
-        if m is not None:
-            h = h * m
         d = h.shape[-1]
         for conv in self.temporal:
+            if m is not None:
+                h = h * m
             z = h.permute(0, 2, 3, 4, 1).reshape(b * gh * gw, d, t)
             z = self.drop(F.gelu(conv(z))).reshape(b, gh, gw, d, t).permute(0, 4, 1, 2, 3)
             h = h + z
-            if m is not None:
-                h = h * m
         for i, conv in enumerate(self.spatial):
             if isinstance(conv, nn.Conv2d):
                 z = h.reshape(b * t, gh, gw, d).permute(0, 3, 1, 2)
@@ -152,8 +155,6 @@ class PatchScorer(nn.Module):
             if self.scene is not None:
                 z = z + self.scene[i](h.mean(dim=(2, 3), keepdim=True))
             h = h + self.drop(F.gelu(z))
-            if m is not None:
-                h = h * m
         corr = self.head(self.out_norm(h)).squeeze(-1)
         if self.cfg.motion_prior:
             bound = self.cfg.correction_bound

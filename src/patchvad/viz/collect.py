@@ -25,6 +25,7 @@ from patchvad.predictions import VideoPrediction, read_prediction
 from patchvad.viz.overlay import map_range, write_overlay_video
 from patchvad.viz.plots import method_label, method_order
 from patchvad.viz.report import GalleryItem, MethodCurves, OverlayVideo, Timeline, write_report
+from patchvad.viz.training import training_curves_png
 
 
 @dataclass
@@ -152,7 +153,8 @@ def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mappi
                  metrics: Mapping[str, Any], *, ablation: Mapping[str, Any] | None = None,
                  seed: str | int | None = None, focus: str = "proximity", n_timelines: int = 8,
                  n_gallery: int = 8, n_overlays: int = 2, overlay_stems: Sequence[str] | None = None,
-                 overlay_max_frames: int | None = None, title: str | None = None) -> Path:
+                 overlay_max_frames: int | None = None, title: str | None = None,
+                 training_runs: Mapping[str, Sequence[str | Path]] | None = None) -> Path:
     """Everything of the report from folders: curves, timelines, gallery, overlays, the page.
 
     Args:
@@ -173,6 +175,8 @@ def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mappi
         overlay_stems: the videos to render as overlays instead of the first anomalous ones.
         overlay_max_frames: cut each overlay video after this many frames.
         title: page title (default ``metrics["title"]`` or "patchvad results").
+        training_runs: ``{method: [RUN folder of each seed]}``: their validation curves
+            (AUC and loss against the step) become the page's "Training" section.
 
     Returns:
         The path of ``report.html``.
@@ -218,7 +222,9 @@ def build_report(out_dir: str | Path, dataset_root: str | Path, pred_dirs: Mappi
                             threshold=taus.get(focus), max_frames=overlay_max_frames, title=e.stem)
         overlays.append(OverlayVideo(path, title=e.stem,
                                      caption=f"{method_label(focus)}; {'anomalous' if e.label else 'normal'} video"))
-    return write_report(out, metrics, curves, timelines, gallery, overlays, ablation, title=title)
+    training_png = None if training_runs is None else training_curves_png(training_runs)
+    return write_report(out, metrics, curves, timelines, gallery, overlays, ablation, title=title,
+                        training_png=training_png)
 
 
 __all__ = ["TestVideos", "build_report", "gallery_items", "method_curves", "pick_frame"]

@@ -760,8 +760,13 @@ threshold (dashed), the ground-truth span (red band) and the current frame (whit
 def render_report(metrics: Mapping[str, Any], curves: Mapping[str, MethodCurves] | None = None,
                   timelines: Sequence[Timeline] = (), gallery: Sequence[GalleryItem] = (),
                   overlay_srcs: Sequence[tuple[str, OverlayVideo]] = (), ablation: Mapping[str, Any] | None = None,
-                  title: str | None = None, digits: int = 3, metrics_href: str | None = None) -> str:
-    """The report page as one HTML string (overlay sources already relative to the page)."""
+                  title: str | None = None, digits: int = 3, metrics_href: str | None = None,
+                  training_png: bytes | None = None) -> str:
+    """The report page as one HTML string (overlay sources already relative to the page).
+
+    ``training_png``: validation AUC and loss against the step
+    (:func:`~patchvad.viz.training.training_curves_png`), shown in a "Training" section.
+    """
     _methods(metrics)  # validates
     title = title or str(metrics.get("title") or "patchvad results")
     spread = str(metrics.get("spread") or DEFAULT_SPREAD)
@@ -785,6 +790,12 @@ precision.{source}</p>{results_table(metrics, digits)}
         parts.append(f'<section id="curves"><h2>Curves</h2><p class="lead">Frame-level ROC and the spatial '
                      f'detection curves whose areas are RBDC and TBDC.</p><div class="grid curves">{cards}</div>'
                      f'</section>')
+    if training_png is not None:
+        nav.append(("training", "Training"))
+        parts.append(f'<section id="training"><h2>Training</h2><p class="lead">Validation video AUC and '
+                     f'validation loss against the training step, mean over seeds per trained method (the '
+                     f'held-out part of the training videos; the checkpoint is chosen on them).</p>'
+                     f'<figure>{_img(training_png, "image/png", "training curves")}</figure></section>')
     if timelines:
         nav.append(("timelines", "Timelines"))
         cards = "".join(f'<figure>{_img(timeline_figure(t), "image/png", f"scores of {t.stem}")}'
@@ -891,7 +902,7 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], curves: Mappin
                  timelines: Sequence[Timeline] = (), gallery: Sequence[GalleryItem] = (),
                  overlays: Sequence[OverlayVideo | str | Path] = (), ablation: Mapping[str, Any] | None = None,
                  *, title: str | None = None, filename: str = "report.html", digits: int = 3,
-                 metrics_file: str | None = "metrics.json") -> Path:
+                 metrics_file: str | None = "metrics.json", training_png: bytes | None = None) -> Path:
     """Write ``out_dir/report.html`` (atomically) and return its path.
 
     Args:
@@ -909,6 +920,7 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], curves: Mappin
         digits: decimals shown (the full values are in the page's attributes and JSON).
         metrics_file: a file name in ``out_dir`` to link as the source of the numbers
             when it exists there.
+        training_png: the training curves figure (PNG bytes) or None.
 
     Raises:
         ValueError: ``metrics`` has no ``methods`` dict; a malformed ablation.
@@ -922,7 +934,7 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], curves: Mappin
         srcs.append((_place_overlay(out, video), video))
     href = metrics_file if metrics_file and (out / metrics_file).is_file() else None
     page = render_report(metrics, curves, timelines, gallery, srcs, ablation, title=title, digits=digits,
-                         metrics_href=href)
+                         metrics_href=href, training_png=training_png)
     target = out / filename
     atomic_write_text(target, page)
     return target
