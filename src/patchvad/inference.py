@@ -70,28 +70,39 @@ def box_from_map(m: np.ndarray | torch.Tensor, frame_size: tuple[int, int], cfg:
         frame_size: ``(W, H)`` of the video.
         cfg: the thresholds and the upsampling.
     """
+    return boxes_from_maps(np.asarray(m, dtype=np.float32)[None], frame_size, cfg)[0]
+
+
+def boxes_from_maps(maps: np.ndarray, frame_size: tuple[int, int], cfg: BoxConfig = BoxConfig()
+                    ) -> list[tuple[int, int, int, int]]:
+    """:func:`box_from_map` of every snippet of ``maps`` ``(T, Gh, Gw)`` (one upsampling call for all)."""
     w_img, h_img = int(frame_size[0]), int(frame_size[1])
-    m = torch.as_tensor(np.asarray(m, dtype=np.float32))
-    gh, gw = m.shape
+    m = torch.as_tensor(np.asarray(maps, dtype=np.float32))
+    _, gh, gw = m.shape
     if cfg.upsample > 0:
         oh, ow = min(h_img, cfg.upsample * gh), min(w_img, cfg.upsample * gw)
-        up = F.interpolate(m[None, None], size=(oh, ow), mode="bilinear", align_corners=False)[0, 0].numpy()
+        ups = F.interpolate(m[:, None], size=(oh, ow), mode="bilinear", align_corners=False)[:, 0].numpy()
     else:
         oh, ow = gh, gw
-        up = m.numpy()
-    peak = float(up.max())
-    thr = max(cfg.abs_thr, cfg.rel_thr * peak) if peak >= cfg.abs_thr else cfg.rel_thr * peak
-    mask = up >= thr
-    pi, pj = np.unravel_index(int(np.argmax(up)), up.shape)
-    mask[pi, pj] = True
-    lab, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    rows, cols = np.nonzero(lab == lab[pi, pj])
-    r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
-    x1 = int(np.floor(c0 * w_img / ow))
-    x2 = int(np.ceil((c1 + 1) * w_img / ow)) - 1
-    y1 = int(np.floor(r0 * h_img / oh))
-    y2 = int(np.ceil((r1 + 1) * h_img / oh)) - 1
-    return x1, y1, min(x2, w_img - 1), min(y2, h_img - 1)
+        ups = m.numpy()
+    structure = np.ones((3, 3), dtype=bool)
+    boxes = []
+    for up in ups:
+        peak = float(up.max())
+        thr = max(cfg.abs_thr, cfg.rel_thr * peak) if peak >= cfg.abs_thr else cfg.rel_thr * peak
+        mask = up >= thr
+        pi, pj = np.unravel_index(int(np.argmax(up)), up.shape)
+        mask[pi, pj] = True
+        lab, _ = ndimage.label(mask, structure=structure)
+        # The bounding slices of the peak's component (labels are 1-based).
+        rows, cols = ndimage.find_objects(lab, max_label=int(lab[pi, pj]))[int(lab[pi, pj]) - 1]
+        r0, r1, c0, c1 = rows.start, rows.stop - 1, cols.start, cols.stop - 1
+        x1 = int(np.floor(c0 * w_img / ow))
+        x2 = int(np.ceil((c1 + 1) * w_img / ow)) - 1
+        y1 = int(np.floor(r0 * h_img / oh))
+        y2 = int(np.ceil((r1 + 1) * h_img / oh)) - 1
+        boxes.append((x1, y1, min(x2, w_img - 1), min(y2, h_img - 1)))
+    return boxes
 
 
 @torch.no_grad()
@@ -161,7 +172,7 @@ def prediction_from_maps(maps: np.ndarray, frame_to_snippet: np.ndarray, size: t
     if video_level:
         sboxes = [(0, 0, width - 1, height - 1)] * t_len
     else:
-        sboxes = [box_from_map(maps[t], (width, height), box_cfg) for t in range(t_len)]
+        sboxes = boxes_from_maps(maps, (width, height), box_cfg)
     track_of = chain_snippet_boxes(sboxes, box_cfg.link_iou)
     frames = np.arange(f2s.shape[0])
     sb = np.asarray(sboxes, dtype=np.float64)[f2s]                 # (F, 4)
@@ -252,6 +263,6 @@ def test_command(ckpt: str | Path | argparse.Namespace, data: str | Path | None 
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function; pytest reads the flag
-__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map",
+__all__ = ["BoxConfig", "TestResult", "VideoPrediction", "box_from_map", "boxes_from_maps",
            "patch_scores", "predict_video", "prediction_from_maps", "test", "test_command",
            "write_tracks"]
