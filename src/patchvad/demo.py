@@ -32,6 +32,7 @@ from patchvad.errors import ConfigError
 from patchvad.io.files import atomic_write_json
 from patchvad.metrics.ratios import ORACLE, oracle_ratios
 from patchvad.metrics.table import headline_metrics, table_metrics
+from patchvad.model.methods import get_method
 
 #: the demo's choice of registered methods (model/methods/); the first is the paper's.
 #: Longest fits first (the pool then ends evenly): the oracle trains the proximity model's
@@ -256,11 +257,12 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     runs: dict[str, dict[int, dict]] = {m: {} for m in DEMO_METHODS}
     n_jobs = jobs or default_jobs()
     echo(f"[3/5] training and testing {len(DEMO_METHODS)} methods x {seeds} seeds ({n_jobs} in parallel)")
-    # Longest first (DEMO_METHODS is ordered so), so that the pool ends evenly. Every method
-    # runs every seed, seeded or not, so that each row of the table has as many runs. The
-    # oracle label folder goes to the oracle's runs only (labels_for).
+    # Longest first (DEMO_METHODS is ordered so), so that the pool ends evenly. A method whose
+    # output does not depend on the seed (the motion floor: its normaliser comes from the
+    # split's seed) runs once; its row then has no spread. The oracle label folder goes to
+    # the oracle's runs only (labels_for).
     work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}",
-                labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds)]
+                labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds if get_method(m).seeded else 1)]
     cache = experiment_cache(feats, out)
     for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test", encoding_cache=cache).values():
         runs[res.run.method][res.run.seed] = res.metrics
@@ -286,7 +288,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     echo("[5/5] report and overlays")
     build_report(out, data, {m: out / "predictions" / m / "seed0" for m in DEMO_METHODS}, metrics,
                  ablation=ablation, seed=0, title=metrics["title"], overlay_stems=overlay_choice(data),
-                 training_runs={m: [out / "models" / m / f"seed{s}" for s in range(seeds)] for m in DEMO_METHODS})
+                 training_runs={m: [r.model_dir for r in work if r.method == m] for m in DEMO_METHODS})
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)
