@@ -73,3 +73,28 @@ def test_resolve_inside(tmp_path: Path) -> None:
     (root / "link").symlink_to("/etc")
     with pytest.raises(UnsafeFileError, match="leaves the dataset root"):
         resolve_inside(root, "link/passwd")
+
+
+def test_one_sync_defers_the_per_file_fsync_to_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from patchvad.io.files import one_sync
+
+    calls = {"fsync": 0, "sync": 0}
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.__setitem__("fsync", calls["fsync"] + 1) or real_fsync(fd))
+    monkeypatch.setattr(os, "sync", lambda: calls.__setitem__("sync", calls["sync"] + 1))
+    atomic_write_text(tmp_path / "a.txt", "a")
+    assert calls == {"fsync": 1, "sync": 0}
+    with one_sync():
+        for i in range(5):
+            atomic_write_text(tmp_path / f"b{i}.txt", str(i))
+        assert calls == {"fsync": 1, "sync": 0}
+    assert calls == {"fsync": 1, "sync": 1}                     # one sync for the five files
+    assert [(tmp_path / f"b{i}.txt").read_text() for i in range(5)] == ["0", "1", "2", "3", "4"]
+    atomic_write_text(tmp_path / "c.txt", "c")                  # the marker after the block: its own fsync
+    assert calls == {"fsync": 2, "sync": 1}
+    with pytest.raises(RuntimeError), one_sync():
+        raise RuntimeError("stage failed")
+    assert calls["sync"] == 2                                   # what was written is still flushed
+    assert not list(tmp_path.glob(".*.tmp*"))

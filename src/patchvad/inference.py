@@ -35,7 +35,7 @@ from patchvad.data.folder import DatasetFolder
 from patchvad.errors import FeatureError
 from patchvad.features.store import FeatureStore, VideoFeatures
 from patchvad.geometry import chain_snippet_boxes
-from patchvad.io.files import atomic_write_json, atomic_write_text
+from patchvad.io.files import atomic_write_json, atomic_write_text, one_sync
 from patchvad.model.encoding_cache import EncodingCache, maybe_cache
 from patchvad.model.model import AnomalyModel, load_model
 from patchvad.model.selection import snippet_scores
@@ -226,15 +226,16 @@ def test(ckpt: str | Path, data_root: str | Path, features: str | Path, out: str
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_snip, seconds = 0, 0.0
-    for e in test_set:
-        feats = store.load(e.stem, mmap=True)
-        t0 = time.perf_counter()
-        pred = predict_video(model, feats, box_cfg, cache=cache)
-        seconds += time.perf_counter() - t0
-        assert pred.maps is not None and pred.tracks is not None        # prediction_from_maps sets both
-        n_snip += pred.maps.shape[0]
-        folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
-        write_tracks(folder, pred.tracks)
+    with one_sync():                     # inference.json, written after, is the completion marker
+        for e in test_set:
+            feats = store.load(e.stem, mmap=True)
+            t0 = time.perf_counter()
+            pred = predict_video(model, feats, box_cfg, cache=cache)
+            seconds += time.perf_counter() - t0
+            assert pred.maps is not None and pred.tracks is not None        # prediction_from_maps sets both
+            n_snip += pred.maps.shape[0]
+            folder = write_prediction(out, e.stem, pred.frame_scores, pred.boxes, pred.maps, pred.frame_to_snippet)
+            write_tracks(folder, pred.tracks)
     atomic_write_json(out / "inference.json", {"checkpoint": str(ckpt), "method": model.method,
                                                "selection": model.selection.to_record(),
                                                "videos": len(test_set), "snippets": n_snip,
