@@ -121,11 +121,21 @@ def frame_auc(labels: np.ndarray, scores: np.ndarray, exact: bool = False) -> fl
     Raises:
         UndefinedMetricError: only one class occurs.
     """
-    if not exact:
-        fpr, tpr, _ = roc_curve(labels, scores)
-        return float(np.trapezoid(tpr, fpr))
     tps, fps, _ = threshold_counts(labels, scores)
+    return auc_from_counts(tps, fps, exact)
+
+
+def auc_from_counts(tps: np.ndarray, fps: np.ndarray, exact: bool = False) -> float:
+    """:func:`frame_auc` from :func:`threshold_counts`' cumulative counts ``(K,)`` (one sort for several metrics).
+
+    Raises:
+        UndefinedMetricError: only one class occurs.
+    """
     n_pos, n_neg = _class_sizes(tps, fps)
+    if not exact:
+        fpr = np.r_[0.0, fps / n_neg]
+        tpr = np.r_[0.0, tps / n_pos]
+        return float(np.trapezoid(tpr, fpr))
     # Each step of the curve adds its new negatives times the positives above them
     # (twice: all positives above the step plus those above the previous one, i.e.
     # the tied positives count half). Integers throughout, one rounding at the end.
@@ -145,6 +155,15 @@ def frame_ap_stepwise(labels: np.ndarray, scores: np.ndarray) -> float:
         UndefinedMetricError: no positive label (recall is undefined).
     """
     tps, fps, _ = threshold_counts(labels, scores)
+    return ap_from_counts(tps, fps)
+
+
+def ap_from_counts(tps: np.ndarray, fps: np.ndarray) -> float:
+    """:func:`frame_ap_stepwise` from :func:`threshold_counts`' cumulative counts ``(K,)``.
+
+    Raises:
+        UndefinedMetricError: no positive label (recall is undefined).
+    """
     n_pos = int(tps[-1]) if tps.size else 0
     if n_pos == 0:
         raise UndefinedMetricError("average precision needs at least one positive item")
@@ -271,6 +290,7 @@ class FrameAccumulator:
 
 
 __all__ = [
-    "FrameAccumulator", "UndefinedMetricError", "frame_ap_stepwise", "frame_auc", "frame_auc_macro",
+    "FrameAccumulator", "UndefinedMetricError", "ap_from_counts", "auc_from_counts", "frame_ap_stepwise", "frame_auc",
+    "frame_auc_macro",
     "frame_auc_micro", "padded_video_auc", "roc_curve", "threshold_counts", "youden_threshold",
 ]

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchvad.metrics.frame import UndefinedMetricError, frame_ap_stepwise, frame_auc
+from patchvad.metrics.frame import (
+    UndefinedMetricError,
+    ap_from_counts,
+    auc_from_counts,
+    frame_ap_stepwise,
+    frame_auc,
+    threshold_counts,
+)
 
 COVERAGE = 0.25
 # Relative slack on the coverage test so that a box covering exactly 25% of a cell
@@ -133,6 +140,7 @@ class PatchAccumulator:
         self._scores: list[np.ndarray] = []
         self.n_frames = 0
         self.n_excluded_frames = 0
+        self._sorted: tuple[int, np.ndarray, np.ndarray] | None = None     # (videos counted, tps, fps)
 
     def add(self, maps: np.ndarray, frame_to_snippet: np.ndarray, frame_scores: np.ndarray,
             regions: np.ndarray, frame_size: tuple[int, int], frame_labels: np.ndarray | None = None) -> None:
@@ -169,18 +177,22 @@ class PatchAccumulator:
         self.n_frames += int(keep.sum())
         self.n_excluded_frames += int(n - keep.sum())
 
-    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative counts over every cell added, sorted once for PAUC and PAP (millions of cells)."""
         if not self._labels:
             raise UndefinedMetricError("no frames for PAUC / PAP")
-        return np.concatenate(self._labels), np.concatenate(self._scores)
+        if self._sorted is None or self._sorted[0] != len(self._labels):
+            tps, fps, _ = threshold_counts(np.concatenate(self._labels), np.concatenate(self._scores))
+            self._sorted = (len(self._labels), tps, fps)
+        return self._sorted[1], self._sorted[2]
 
     def pauc(self) -> float:
         """ROC-AUC over every cell added (:func:`pauc`)."""
-        return pauc(*self._all())
+        return auc_from_counts(*self._counts())
 
     def pap(self) -> float:
         """Step-wise AP over every cell added (:func:`pap`)."""
-        return pap(*self._all())
+        return ap_from_counts(*self._counts())
 
 
 __all__ = ["COVERAGE", "PatchAccumulator", "cell_labels_from_boxes", "cell_labels_per_frame", "pap", "pauc",
