@@ -209,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int, default=None, help="test videos (default: the preset's; footage: 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default",
-                   help="default (alias demo), large, tiny: fixed cameras; newcam, newcam-large, newcam-tiny: a new "
-                        "camera in every video; see docs/synthetic.md")
+                   help="default, quick (alias demo), large, tiny: fixed cameras; newcam, newcam-large, "
+                        "newcam-tiny: a new camera in every video; see docs/synthetic.md")
     p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark in ROOT")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--oracle-labels", default=None, metavar="DIR",
