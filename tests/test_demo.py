@@ -135,11 +135,11 @@ def test_every_ablation_setting_changes_its_factor_only() -> None:
     default proximity model in its own field only; exactly one setting per factor is the
     default (the main run, reused rather than trained again)."""
     tiny = DEMO_PRESETS["tiny"]
-    base = demo._config("proximity", tiny).to_dict()
+    base = demo.demo_config("proximity", tiny).to_dict()
     for factor, settings in ABLATION.items():
         defaults = 0
         for name, override in settings:
-            cfg = demo._config("proximity", tiny, override).to_dict()
+            cfg = demo.demo_config("proximity", tiny, override).to_dict()
             changed = {(section, key) for section in base for key in base[section] if isinstance(base[section], dict)
                        and cfg[section][key] != base[section][key]}
             wanted = {(section, key) for section, values in override.items() for key in values}

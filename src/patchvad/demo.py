@@ -79,7 +79,8 @@ ABLATION: dict[str, list[tuple[str, dict]]] = {
 }
 
 
-def _config(method: str, preset: DemoPreset, override: dict | None = None) -> RunConfig:
+def demo_config(method: str, preset: DemoPreset, override: dict | None = None) -> RunConfig:
+    """The run configuration the demo trains ``method`` with: the preset's training settings, then ``override``."""
     base = RunConfig()
     if preset.steps is not None or preset.train:
         changes: dict[str, Any] = dict(preset.train)
@@ -269,7 +270,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     # output does not depend on the seed (the motion floor: its normaliser comes from the
     # split's seed) runs once; its row then has no spread. The oracle label folder goes to
     # the oracle's runs only (labels_for).
-    work = [Run((m, s), m, s, _config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}",
+    work = [Run((m, s), m, s, demo_config(m, p), out / "models" / m / f"seed{s}", out / "predictions" / m / f"seed{s}",
                 labels_for(m, labels)) for m in DEMO_METHODS for s in range(seeds if get_method(m).seeded else 1)]
     cache = experiment_cache(feats, out)
     for res in execute(work, data, feats, jobs=n_jobs, desc="fit+test", encoding_cache=cache).values():
@@ -300,7 +301,7 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)
-    setup = {"preset": preset, "seeds": seeds, "training_steps": _config(DEMO_METHODS[0], p).train.steps,
+    setup = {"preset": preset, "seeds": seeds, "training_steps": demo_config(DEMO_METHODS[0], p).train.steps,
              **{k: v for k, v in metrics["dataset"].items() if k != "seeds"}}
     run_record = make_record(metrics, timings, setup=setup, total_seconds=time.perf_counter() - start,
                              reused=reused)
@@ -336,7 +337,7 @@ def _run_ablation(data: Path, feats: Path, out: Path, p: DemoPreset, seeds: int,
         tag = f"{factor.replace(' ', '_')}={name}"
         for seed in range(seeds):
             run_dir = out / "ablation" / tag / f"seed{seed}"
-            work.append(Run((factor, name, seed), "proximity", seed, _config("proximity", p, override),
+            work.append(Run((factor, name, seed), "proximity", seed, demo_config("proximity", p, override),
                             run_dir / "model", run_dir / "predictions"))
     done = execute(work, data, feats, jobs=n_jobs, desc="ablation", encoding_cache=cache)
     factors: dict[str, dict[str, dict]] = {}
@@ -356,4 +357,4 @@ def demo_command(out: Path, preset: str = "small", seeds: int = 3, ablate: bool 
     return metrics
 
 
-__all__ = ["DEMO_METHODS", "DEMO_PRESETS", "ORACLE_LABELS", "demo_command", "format_table", "run_demo"]
+__all__ = ["DEMO_METHODS", "DEMO_PRESETS", "ORACLE_LABELS", "demo_command", "demo_config", "format_table", "run_demo"]
