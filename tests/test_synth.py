@@ -25,7 +25,7 @@ from patchvad.data.synth.render import VideoScene
 from patchvad.data.synth.stats import measure
 from patchvad.errors import ConfigError, DatasetError
 from patchvad.io.files import sha256_file
-from patchvad.io.video import VideoReader, probe
+from patchvad.io.video import VideoReader, probe, rgb_to_yuv420p
 
 N_TRAIN, N_TEST, SEED = 8, 6, 1
 
@@ -319,6 +319,35 @@ def test_fixed_camera_presets_render_as_before() -> None:
         assert hashlib.sha256(scene.background.tobytes()).hexdigest() == background, stem
         assert hashlib.sha256(scene.tracks().tobytes()).hexdigest() == tracks, stem
     assert "camera_draw" not in config.to_dict()        # synth.json of a fixed preset keeps its keys
+
+
+def test_rendered_frames_are_as_before() -> None:
+    """Digests of whole videos' RGB frames (with and without the anomaly) and of their
+    yuv420p, taken before the renderer was sped up: faster drawing must not change a pixel."""
+    specs = {s.stem: s for s in plan_benchmark(2, 4, 7)}
+    expected = {   # stem: (frames, sha256 of RGB frames, of yuv420p frames, of RGB frames without the anomaly)
+        "test_0002": (199, "94c0434674a9bbb8ade1aed9032c9c8f6a29e9963a9ef3142daa6d27f81f3701",
+                      "cadab3aeb999f5e9f2474710c2c1e72b017a71a0a2f435147b17aeb004d9a538",
+                      "744ddc9bd19733c12fa15b38576ec9c3cf3b84f6a28c489c3ec4deb2bad783ea"),
+        "train_0001": (204, "e2e8b4cb19488e1f54716f1aac7518bf69892b48878391cd0c83711963c3e5a7",
+                       "90bd4f949e77903bcf30605f4d69d440cd6d8ac49a9db927748ad704f5c44b0a",
+                       "32ade758efd437085ad5e47d5b69641a0ebfa3aa34627cdcd37603eb6419935d"),
+    }
+    for stem, (n, rgb, yuv, without) in expected.items():
+        scene = build_scene(specs[stem], PRESETS["default"])
+        digests = [hashlib.sha256() for _ in range(3)]
+        count = 0
+        for frame, planes in zip(scene.frames(), scene.yuv_frames(), strict=True):
+            assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8 and frame.flags["C_CONTIGUOUS"]
+            # The encoder's input is the conversion of the RGB frame, bit for bit.
+            assert np.array_equal(planes, rgb_to_yuv420p(frame))
+            digests[0].update(frame.tobytes())
+            digests[1].update(planes.tobytes())
+            count += 1
+        for frame in scene.frames(without_anomaly=True):
+            digests[2].update(frame.tobytes())
+        assert count == n
+        assert [d.hexdigest() for d in digests] == [rgb, yuv, without], stem
 
 
 # --- a new camera in every video (newcam presets) -----------------------------------------

@@ -10,7 +10,9 @@ import pytest
 from conftest import moving_square_frames, require_shared, write_vfr_video
 from patchvad.errors import VideoError
 from patchvad.features.snippets import iter_snippets
-from patchvad.io.video import VideoReader, VideoWriter, clock_times, is_variable_rate, probe, rgb_to_yuv420p, write_video
+from patchvad.io.video import (
+    VideoReader, VideoWriter, clock_times, is_variable_rate, probe, rgb_planes_to_yuv420p, rgb_to_yuv420p, write_video,
+)
 
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:
@@ -51,6 +53,48 @@ def test_rgb_to_yuv420p_known_values() -> None:
     # white: Y = (220 * 255 + 128) >> 8 = 219, + 16 = 235; U = V = (0 + 512) >> 10 = 0, + 128 = 128
     assert planes[:2].tolist() == [[82, 82, 235, 235], [82, 82, 235, 235]]
     assert planes[2].tolist() == [90, 128, 240, 128]   # U plane (2 values) then V plane (2 values)
+
+
+def _yuv420p_formula(frame: np.ndarray) -> np.ndarray:
+    """The BT.601 conversion written out in int64, for comparison."""
+    h, w = frame.shape[:2]
+    r, g, b = (frame[..., c].astype(np.int64) for c in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    qr, qg, qb = (c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2] for c in (r, g, b))
+    u = ((-38 * qr - 74 * qg + 112 * qb + 512) >> 10) + 128
+    v = ((112 * qr - 94 * qg - 18 * qb + 512) >> 10) + 128
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
+def test_rgb_to_yuv420p_matches_the_formula_on_every_value() -> None:
+    # Every pair of values in two channels, the third at 0, 128 and 255 in turn, in every
+    # channel order: the narrow-integer arithmetic must neither wrap nor round otherwise.
+    vals = np.arange(256, dtype=np.uint8)
+    pairs = np.stack(np.meshgrid(vals, vals, indexing="ij"), axis=-1)          # (256, 256, 2)
+    for third in (0, 128, 255):
+        frame = np.concatenate([pairs, np.full((256, 256, 1), third, np.uint8)], axis=-1)
+        for order in ([0, 1, 2], [1, 2, 0], [2, 0, 1]):
+            f = np.ascontiguousarray(frame[..., order])
+            assert np.array_equal(rgb_to_yuv420p(f), _yuv420p_formula(f))
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    planes = noisy.transpose(2, 0, 1).astype(np.int16)
+    assert np.array_equal(rgb_planes_to_yuv420p(planes), _yuv420p_formula(noisy))
+
+
+def test_yuv420p_frames_encode_as_rgb_frames_do(tmp_path: Path) -> None:
+    frames, _ = moving_square_frames(n=6)
+    with VideoWriter(tmp_path / "rgb.mp4", 10, (96, 64), threads=1) as writer:
+        for frame in frames:
+            writer.write(frame)
+    with VideoWriter(tmp_path / "yuv.mp4", 10, (96, 64), threads=1) as writer:
+        for frame in frames:
+            writer.write_yuv420p(rgb_to_yuv420p(frame))
+        with pytest.raises(VideoError, match="shape"):
+            writer.write_yuv420p(np.zeros((64, 96), np.uint8))     # not 3/2 of the height
+        with pytest.raises(VideoError, match="C-contiguous"):
+            writer.write_yuv420p(np.zeros((96, 192), np.uint8)[:, ::2])
+    assert (tmp_path / "rgb.mp4").read_bytes() == (tmp_path / "yuv.mp4").read_bytes()
+    assert probe(tmp_path / "yuv.mp4").frame_count == 6
 
 
 def test_encoded_bytes_do_not_depend_on_the_frame_buffer(tmp_path: Path) -> None:

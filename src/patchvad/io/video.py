@@ -388,22 +388,39 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
     this conversion depends only on the pixels.
     """
     h, w = frame.shape[:2]
-    r, g, b = (frame[..., c].astype(np.int32) for c in range(3))
+    planes = np.empty((3, h, w), dtype=np.int16)
+    # One pass de-interleaves and widens; the arithmetic then reads contiguous planes.
+    np.copyto(planes, np.asarray(frame).transpose(2, 0, 1), casting="safe")
+    return rgb_planes_to_yuv420p(planes)
+
+
+def rgb_planes_to_yuv420p(planes: np.ndarray) -> np.ndarray:
+    """:func:`rgb_to_yuv420p` of planar RGB: ``(3, H, W)`` int16 in [0, 255], H and W even.
+
+    For callers that already hold widened planes (the synthetic renderer adds its
+    sensor noise in int16 and clips there). Values outside [0, 255] are not checked.
+
+    Returns:
+        ``(H * 3 // 2, W)`` uint8 yuv420p, the same bytes as :func:`rgb_to_yuv420p`.
+    """
+    _, h, w = planes.shape
     out = np.empty(h * w * 3 // 2, dtype=np.uint8)
-    # In-place integer steps: ~15x faster than one expression with temporaries.
-    y = 66 * r
-    y += 129 * g
-    y += 25 * b
-    y += 128
+    # Luma in uint16 (halves the memory traffic of int32): 66R + 129G + 25B + 128 is at
+    # most 56,228, so it cannot wrap; in-place steps avoid temporaries.
+    p16 = planes.view(np.uint16)
+    y = np.multiply(p16[0], np.uint16(66))
+    tmp = np.multiply(p16[1], np.uint16(129))
+    y += tmp
+    np.multiply(p16[2], np.uint16(25), out=tmp)
+    y += tmp
+    y += np.uint16(128)
     y >>= 8
-    y += 16
-    out[:h * w] = y.ravel()
-
-    def block_sum(c: np.ndarray) -> np.ndarray:           # (H/2, W/2) sums of 2x2 blocks
-        rows = c[0::2] + c[1::2]
-        return rows[:, 0::2] + rows[:, 1::2]
-
-    qr, qg, qb = block_sum(r), block_sum(g), block_sum(b)
+    y += np.uint16(16)
+    out[:h * w].reshape(h, w)[...] = y
+    # Chroma from the sum of each 2x2 block (at most 1020, fits int16), then int32.
+    rows = planes[:, 0::2] + planes[:, 1::2]
+    sums = (rows[:, :, 0::2] + rows[:, :, 1::2]).astype(np.int32)
+    qr, qg, qb = sums[0], sums[1], sums[2]
     u = -38 * qr
     u -= 74 * qg
     u += 112 * qb
@@ -481,7 +498,24 @@ class VideoWriter:
         if self._even_w != self.width or self._even_h != self.height:
             frame = np.pad(frame, ((0, self._even_h - self.height), (0, self._even_w - self.width), (0, 0)),
                            mode="edge")
-        vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+        self.write_yuv420p(rgb_to_yuv420p(frame))
+
+    def write_yuv420p(self, planes: np.ndarray) -> None:
+        """Append one frame already converted: ``(H * 3 // 2, W)`` uint8 yuv420p, as
+        :func:`rgb_to_yuv420p` returns it (H and W the writer's size padded to even).
+
+        The array is handed to the encoder without a copy and must not be changed
+        afterwards (x264 takes its own copy while encoding; a fresh array per frame, as
+        the converters return, is always safe).
+        """
+        expected = (self._even_h * 3 // 2, self._even_w)
+        if planes.dtype != np.uint8 or planes.shape != expected:
+            raise VideoError(f"a yuv420p frame of this writer is uint8 of shape {expected}; got "
+                             f"{planes.dtype} of shape {planes.shape}", path=self.path)
+        if not planes.flags["C_CONTIGUOUS"]:
+            # The encoder reads the planes straight from the array's memory.
+            raise VideoError("a yuv420p frame must be a C-contiguous array (np.ascontiguousarray)", path=self.path)
+        vf = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
         container = self._container
         if container is None:
             raise VideoError(f"writing frame {self.frame_count} failed: the writer is closed", path=self.path)

@@ -42,7 +42,7 @@ from patchvad.data.synth.scene import (
     make_view,
     noise_bank,
 )
-from patchvad.io.video import VideoWriter
+from patchvad.io.video import VideoWriter, rgb_planes_to_yuv420p
 
 #: A track row is written for a frame only when at least this share of the object's
 #: area lies inside the frame (a sliver at the border is not a detectable region).
@@ -256,15 +256,34 @@ class VideoScene(AgentScene):
             without_anomaly: leave out the anomalous agents (everything else, noise
                 included, stays identical), for checking the ground truth.
         """
+        for planes in self._noisy_planes(without_anomaly):
+            yield np.ascontiguousarray(planes.transpose(1, 2, 0), dtype=np.uint8)
+
+    def yuv_frames(self) -> Iterator[np.ndarray]:
+        """Every frame as yuv420p ``(H * 3 // 2, W)`` uint8, ready for the encoder.
+
+        The bytes :func:`~patchvad.io.video.rgb_to_yuv420p` makes of :meth:`frames`,
+        without the round trip through interleaved uint8 RGB. Needs an even frame size.
+        """
+        for planes in self._noisy_planes(False):
+            yield rgb_planes_to_yuv420p(planes)
+
+    def _noisy_planes(self, without_anomaly: bool) -> Iterator[np.ndarray]:
+        """Every frame as planar ``(3, H, W)`` int16 RGB in [0, 255], sensor noise included.
+
+        One buffer is reused: each yielded array is overwritten by the next frame.
+        """
         H, W = self.config.height, self.config.width
-        buf = np.empty((H, W, 3), dtype=np.int16)
+        planes = np.empty((3, H, W), dtype=np.int16)
         canvas = np.empty((H, W, 3), dtype=np.uint8)
         for t in range(self.n_frames):
             self.clean_frame(t, without_anomaly, out=canvas)
             k, dy, dx = (int(v) for v in self.noise_pick[t])
-            np.add(canvas, self.noise[k, dy:dy + H, dx:dx + W, None], out=buf, dtype=np.int16)
-            np.clip(buf, 0, 255, out=buf)
-            yield buf.astype(np.uint8)
+            # The grey noise field is added to each channel; de-interleaving in the same
+            # pass leaves the colour conversion contiguous planes to read.
+            np.add(canvas.transpose(2, 0, 1), self.noise[k, dy:dy + H, dx:dx + W], out=planes, dtype=np.int16)
+            np.clip(planes, 0, 255, out=planes)
+            yield planes
 
 
 def _company(rng: np.random.Generator, ctx: Context, agents: list[Agent], event: Event) -> list[Agent]:
@@ -346,9 +365,14 @@ def open_writer(path: str | Path, config: SynthConfig) -> VideoWriter:
 def write_scene(scene: VideoScene, path: str | Path) -> int:
     """Render and encode a scene to an mp4; returns the frame count."""
     writer = open_writer(path, scene.config)
+    even = scene.config.width % 2 == 0 and scene.config.height % 2 == 0
     try:
-        for frame in scene.frames():
-            writer.write(frame)
+        if even:
+            for planes in scene.yuv_frames():
+                writer.write_yuv420p(planes)
+        else:   # the writer pads odd sizes, which needs RGB frames
+            for frame in scene.frames():
+                writer.write(frame)
     except BaseException:
         writer.abort()
         raise

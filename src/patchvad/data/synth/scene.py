@@ -548,9 +548,13 @@ def draw_photometry(rng: np.random.Generator, config: SynthConfig) -> Photometry
 
 
 def background(camera: Camera, config: SynthConfig, photo: Photometry, dx: int, dy: int) -> np.ndarray:
-    """The video's clean background: the canvas cropped at (dx, dy) under its photometry."""
+    """The video's clean background ``(H, W, 3)`` uint8, C-contiguous: the canvas cropped at (dx, dy)
+    under its photometry."""
     crop = camera.canvas[dy:dy + config.height, dx:dx + config.width]
-    return photo.apply(crop)
+    # photo.apply keeps the canvas's memory order, which for some layouts is column-major;
+    # every frame starts as a copy of this array into a row-major buffer, and copying
+    # across memory orders cost ~1 ms a frame (as much as encoding it).
+    return np.ascontiguousarray(photo.apply(crop))
 
 
 def noise_bank(rng: np.random.Generator, config: SynthConfig, sigma: float) -> np.ndarray:
