@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -348,6 +349,90 @@ def test_rendered_frames_are_as_before() -> None:
             digests[2].update(frame.tobytes())
         assert count == n
         assert [d.hexdigest() for d in digests] == [rgb, yuv, without], stem
+
+
+def _paint_one_at_a_time(prims: list[tuple], angle_deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The rasteriser as first written: each primitive tested in its own box, painted in turn."""
+    th = math.radians(angle_deg)
+    c, s = math.cos(th), math.sin(th)
+    rot = lambda x, y: (c * x - s * y, s * x + c * y)   # noqa: E731
+    placed = []
+    for p in prims:
+        if p[0] in ("circle", "ring"):
+            cx, cy = rot(p[1], p[2])
+            placed.append((p[0], (cx - p[3], cy - p[3], cx + p[3], cy + p[3]), (cx, cy) + tuple(p[3:-1]), p[-1]))
+        elif p[0] == "capsule":
+            (x0, y0), (x1, y1), r = rot(p[1], p[2]), rot(p[3], p[4]), p[5]
+            box = (min(x0, x1) - r, min(y0, y1) - r, max(x0, x1) + r, max(y0, y1) + r)
+            placed.append(("capsule", box, (x0, y0, x1, y1, r), p[-1]))
+        else:
+            (cx, cy), hx, hy = rot(p[1], p[2]), p[3], p[4]
+            ex, ey = abs(c) * hx + abs(s) * hy, abs(s) * hx + abs(c) * hy
+            placed.append(("rrect", (cx - ex, cy - ey, cx + ex, cy + ey), (cx, cy, hx, hy, p[5]), p[-1]))
+    x_lo = math.floor(min(b[1][0] for b in placed)) - 1
+    y_lo = math.floor(min(b[1][1] for b in placed)) - 1
+    w = math.ceil(max(b[1][2] for b in placed)) + 1 - x_lo + 1
+    h = math.ceil(max(b[1][3] for b in placed)) + 1 - y_lo + 1
+    rgb, mask = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool)
+    for kind, box, geo, colour in placed:
+        c0, r0 = max(math.floor(box[0]) - x_lo, 0), max(math.floor(box[1]) - y_lo, 0)
+        c1, r1 = min(math.ceil(box[2]) - x_lo + 1, w), min(math.ceil(box[3]) - y_lo + 1, h)
+        X = np.arange(c0 + x_lo, c1 + x_lo, dtype=np.float32)[None, :]
+        Y = np.arange(r0 + y_lo, r1 + y_lo, dtype=np.float32)[:, None]
+        if kind == "circle":
+            m = (X - geo[0]) ** 2 + (Y - geo[1]) ** 2 <= geo[2] * geo[2]
+        elif kind == "ring":
+            d2 = (X - geo[0]) ** 2 + (Y - geo[1]) ** 2
+            m = (d2 <= geo[2] * geo[2]) & (d2 >= geo[3] * geo[3])
+        elif kind == "capsule":
+            x0, y0, x1, y1, r = geo
+            dx, dy = x1 - x0, y1 - y0
+            ll = dx * dx + dy * dy
+            if ll < 1e-9:
+                m = (X - x0) ** 2 + (Y - y0) ** 2 <= r * r
+            else:
+                t = np.clip(((X - x0) * dx + (Y - y0) * dy) / ll, 0.0, 1.0)
+                m = (X - x0 - t * dx) ** 2 + (Y - y0 - t * dy) ** 2 <= r * r
+        else:
+            cx, cy, hx, hy, r = geo
+            u = np.abs(c * (X - cx) + s * (Y - cy)) - (hx - r)
+            v = np.abs(-s * (X - cx) + c * (Y - cy)) - (hy - r)
+            m = np.hypot(np.maximum(u, 0), np.maximum(v, 0)) + np.minimum(np.maximum(u, v), 0) <= r
+        mask[r0:r1, c0:c1] |= m
+        rgb[r0:r1, c0:c1][m] = colour
+    return rgb, mask, x_lo, y_lo
+
+
+def test_rasterize_paints_as_one_primitive_at_a_time() -> None:
+    """Circles and capsules are tested all at once on the sprite's grid; every pixel must
+    come out as when each primitive was tested in its own box and painted over the last."""
+    from patchvad.data.synth.agents import rasterize
+    rng = np.random.default_rng(5)
+    for trial in range(150):
+        prims: list[tuple] = []
+        for _ in range(int(rng.integers(1, 9))):
+            kind = ["circle", "capsule", "capsule", "rrect", "ring"][int(rng.integers(5))]
+            x, y, colour = rng.uniform(-12, 12), rng.uniform(-40, 0), tuple(int(v) for v in rng.integers(1, 256, 3))
+            if kind == "circle":
+                prims.append(("circle", x, y, rng.uniform(0.3, 6), colour))
+            elif kind == "ring":
+                r = rng.uniform(2, 8)
+                prims.append(("ring", x, y, r, r * rng.uniform(0.3, 0.9), colour))
+            elif kind == "capsule":   # every fifth a point (a capsule of zero length)
+                x1, y1 = (x, y) if trial % 5 == 0 else (x + rng.uniform(-10, 10), y + rng.uniform(-15, 15))
+                prims.append(("capsule", x, y, x1, y1, rng.uniform(0.5, 3.5), colour))
+            else:
+                hx, hy = rng.uniform(1, 8), rng.uniform(1, 12)
+                prims.append(("rrect", x, y, hx, hy, rng.uniform(0.3, min(hx, hy)), colour))
+        angle = 0.0 if trial % 2 else float(rng.uniform(-90, 90))
+        sprite = rasterize(prims, angle, outline=1.0)   # no rim shading: compare the painting itself
+        rgb, mask, x_lo, y_lo = _paint_one_at_a_time(prims, angle)
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            continue
+        crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        assert (sprite.ox, sprite.oy) == (int(cols[0] + x_lo), int(rows[0] + y_lo))
+        assert np.array_equal(sprite.mask, mask[crop]) and np.array_equal(sprite.rgb, rgb[crop]), trial
 
 
 # --- a new camera in every video (newcam presets) -----------------------------------------

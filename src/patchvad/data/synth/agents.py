@@ -97,43 +97,67 @@ def rasterize(prims: list[tuple], angle_deg: float = 0.0, outline: float = 0.72)
     x_hi = math.ceil(max(b[1][2] for b in placed)) + 1
     y_hi = math.ceil(max(b[1][3] for b in placed)) + 1
     h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
-    rgb = np.zeros((h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), dtype=bool)
-    for kind, box, geo, colour in placed:
+    xs = np.arange(x_lo, x_hi + 1, dtype=np.float32)[None, :]
+    ys = np.arange(y_lo, y_hi + 1, dtype=np.float32)[:, None]
+    # covers[k]: the pixels primitive k paints. Circles and capsules are evaluated together
+    # on the whole grid (one numpy call per step for all of them instead of one per
+    # primitive; a pixel outside a primitive's box is more than a pixel beyond its radius,
+    # so it tests False there as it was never tested before). Each pixel goes through the
+    # same float32 operations as before, so every test falls the same way.
+    covers = np.zeros((len(placed), h, w), dtype=bool)
+    circles: list[tuple[int, float, float, float]] = []               # (k, cx, cy, r * r)
+    capsules: list[tuple[int, float, float, float, float, float, float]] = []  # (k, x0, y0, dx, dy, ll, r * r)
+    for k, (kind, box, geo, colour) in enumerate(placed):
         c0 = max(math.floor(box[0]) - x_lo, 0)
         r0 = max(math.floor(box[1]) - y_lo, 0)
         c1 = min(math.ceil(box[2]) - x_lo + 1, w)
         r1 = min(math.ceil(box[3]) - y_lo + 1, h)
         if c1 <= c0 or r1 <= r0:
             continue
-        X = np.arange(c0 + x_lo, c1 + x_lo, dtype=np.float32)[None, :]
-        Y = np.arange(r0 + y_lo, r1 + y_lo, dtype=np.float32)[:, None]
         if kind == "circle":
             cx, cy, r = geo
-            m = (X - cx) ** 2 + (Y - cy) ** 2 <= r * r
-        elif kind == "ring":
-            cx, cy, r_out, r_in = geo
-            d2 = (X - cx) ** 2 + (Y - cy) ** 2
-            m = (d2 <= r_out * r_out) & (d2 >= r_in * r_in)
+            circles.append((k, cx, cy, r * r))
         elif kind == "capsule":
             x0, y0, x1, y1, r = geo
             dx, dy = x1 - x0, y1 - y0
             ll = dx * dx + dy * dy
-            if ll < 1e-9:
-                m = (X - x0) ** 2 + (Y - y0) ** 2 <= r * r
+            if ll < 1e-9:   # a point: the capsule is a circle
+                circles.append((k, x0, y0, r * r))
             else:
-                t = np.clip(((X - x0) * dx + (Y - y0) * dy) / ll, 0.0, 1.0)
-                m = (X - x0 - t * dx) ** 2 + (Y - y0 - t * dy) ** 2 <= r * r
+                capsules.append((k, x0, y0, dx, dy, ll, r * r))
         else:
-            cx, cy, hx, hy, r = geo
-            u = np.abs(c * (X - cx) + s * (Y - cy)) - (hx - r)
-            v = np.abs(-s * (X - cx) + c * (Y - cy)) - (hy - r)
-            outside = np.hypot(np.maximum(u, 0), np.maximum(v, 0)) + np.minimum(np.maximum(u, v), 0)
-            m = outside <= r
-        if not m.any():
-            continue
-        mask[r0:r1, c0:c1] |= m
-        rgb[r0:r1, c0:c1][m] = colour
+            X = xs[:, c0:c1]
+            Y = ys[r0:r1]
+            if kind == "ring":
+                cx, cy, r_out, r_in = geo
+                d2 = (X - cx) ** 2 + (Y - cy) ** 2
+                m = (d2 <= r_out * r_out) & (d2 >= r_in * r_in)
+            else:
+                cx, cy, hx, hy, r = geo
+                u = np.abs(c * (X - cx) + s * (Y - cy)) - (hx - r)
+                v = np.abs(-s * (X - cx) + c * (Y - cy)) - (hy - r)
+                outside = np.hypot(np.maximum(u, 0), np.maximum(v, 0)) + np.minimum(np.maximum(u, v), 0)
+                m = outside <= r
+            covers[k, r0:r1, c0:c1] = m
+    X3, Y3 = xs[None], ys[None]
+    if circles:
+        k_, cx_, cy_, rr_ = (np.array(col, dtype=np.float32)[:, None, None] for col in zip(*circles))
+        covers[np.array([c[0] for c in circles])] = (X3 - cx_) ** 2 + (Y3 - cy_) ** 2 <= rr_
+    if capsules:
+        k_, x0_, y0_, dx_, dy_, ll_, rr_ = (np.array(col, dtype=np.float32)[:, None, None] for col in zip(*capsules))
+        t = ((X3 - x0_) * dx_ + (Y3 - y0_) * dy_) / ll_
+        # Clamp to [0, 1] in place (np.clip's wrapper costs more than the arithmetic here;
+        # only the sign of a zero can differ from it, and t enters squared distances).
+        np.maximum(t, 0.0, out=t)
+        np.minimum(t, 1.0, out=t)
+        covers[np.array([c[0] for c in capsules])] = (X3 - x0_ - t * dx_) ** 2 + (Y3 - y0_ - t * dy_) ** 2 <= rr_
+    # Later primitives cover earlier ones: each pixel takes the colour of the last one
+    # painting it. owner = 1 + that primitive's index, 0 where none paints.
+    owner = np.max(covers * np.arange(1, len(placed) + 1, dtype=np.uint16)[:, None, None], axis=0)
+    mask = owner > 0
+    palette = np.zeros((len(placed) + 1, 3), dtype=np.uint8)
+    palette[1:] = [p[3] for p in placed]
+    rgb = palette[owner]
     if not mask.any():  # pragma: no cover - degenerate sizes
         mask[h // 2, w // 2] = True
     inner = mask.copy()
