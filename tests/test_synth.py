@@ -8,6 +8,8 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -433,6 +435,25 @@ def test_rasterize_paints_as_one_primitive_at_a_time() -> None:
         crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         assert (sprite.ox, sprite.oy) == (int(cols[0] + x_lo), int(rows[0] + y_lo))
         assert np.array_equal(sprite.mask, mask[crop]) and np.array_equal(sprite.rgb, rgb[crop]), trial
+
+
+def test_generation_workers_do_not_import_torch(tmp_path: Path) -> None:
+    """Workers are spawned, and a spawned process first re-imports the parent's main script:
+    for the installed ``patchvad`` script that is ``patchvad.cli``, which must not pull in
+    torch (seconds per worker, unused by generation)."""
+    script = tmp_path / "patchvad_script.py"
+    script.write_text(
+        "import sys\n"
+        "from patchvad.cli import main  # noqa: F401  (what the installed script imports)\n"
+        "from patchvad.data.synth.generate import run_jobs\n\n"
+        "def probe(job):\n"
+        "    return {'torch': 'torch' in sys.modules}\n\n"
+        "if __name__ == '__main__':\n"
+        "    print([r['torch'] for r in run_jobs(range(2), 2, 2, None, produce=probe)], 'torch' in sys.modules)\n",
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[False,", "False]", "False"]
 
 
 # --- a new camera in every video (newcam presets) -----------------------------------------

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from patchvad.errors import PatchvadError
-from patchvad.model.methods import METHODS
 
 
 def _grid(text: str) -> int | tuple[int, int]:
@@ -156,6 +155,8 @@ def _cmd_curves(args: argparse.Namespace) -> int:
 
 
 def _method_help() -> str:
+    from patchvad.model.methods import METHODS
+
     return "; ".join(f"{name}: {m.description}" for name, m in METHODS.items())
 
 
@@ -181,6 +182,12 @@ class _PrepareHelp(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchvad`` parser: one subcommand per verb."""
+    # Imported here, not at module level: the installed ``patchvad`` script imports this
+    # module, and so does every process that multiprocessing's "spawn" starts from it (it
+    # re-imports the parent's main script). The methods pull in torch, about 2-7 s a
+    # process, which the synthetic benchmark's workers never use.
+    from patchvad.model.methods import METHODS
+
     parser = argparse.ArgumentParser(prog="patchvad", description="Where and when anomalies happen in video, "
                                      "learned from video-level labels.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
