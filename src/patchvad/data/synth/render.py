@@ -168,6 +168,10 @@ class AgentScene:
         Returns:
             ``canvas``.
         """
+        return self._paste(canvas, t, without_anomaly, planar=False)
+
+    def _paste(self, canvas: np.ndarray, t: int, without_anomaly: bool, planar: bool) -> np.ndarray:
+        """:meth:`draw_agents` onto an ``(H, W, 3)`` canvas, or with ``planar`` a ``(3, H, W)`` one."""
         W, H = self.config.width, self.config.height
         for agent in self._order(t, without_anomaly):
             sprite = agent.sprite(t)
@@ -175,7 +179,10 @@ class AgentScene:
             if clipped is None:
                 continue
             (cx0, cy0, cx1, cy1), sub, _ = clipped
-            np.copyto(canvas[cy0:cy1, cx0:cx1], sprite.rgb[sub], where=sprite.mask[sub][:, :, None])
+            if planar:
+                np.copyto(canvas[:, cy0:cy1, cx0:cx1], sprite.rgb[sub].transpose(2, 0, 1), where=sprite.mask[sub])
+            else:
+                np.copyto(canvas[cy0:cy1, cx0:cx1], sprite.rgb[sub], where=sprite.mask[sub][:, :, None])
         return canvas
 
     def object_box(self, agent: Agent, t: int) -> tuple[tuple[int, int, int, int], int, int] | None:
@@ -275,13 +282,16 @@ class VideoScene(AgentScene):
         """
         H, W = self.config.height, self.config.width
         planes = np.empty((3, H, W), dtype=np.int16)
-        canvas = np.empty((H, W, 3), dtype=np.uint8)
+        # Drawn planar (the colour conversion reads planes): the background is de-interleaved
+        # once per video, and every whole-frame step below reads contiguous memory.
+        background = np.ascontiguousarray(self.background.transpose(2, 0, 1))
+        canvas = np.empty_like(background)
         for t in range(self.n_frames):
-            self.clean_frame(t, without_anomaly, out=canvas)
+            np.copyto(canvas, background)
+            self._paste(canvas, t, without_anomaly, planar=True)
             k, dy, dx = (int(v) for v in self.noise_pick[t])
-            # The grey noise field is added to each channel; de-interleaving in the same
-            # pass leaves the colour conversion contiguous planes to read.
-            np.add(canvas.transpose(2, 0, 1), self.noise[k, dy:dy + H, dx:dx + W], out=planes, dtype=np.int16)
+            # The grey noise field is added to each channel.
+            np.add(canvas, self.noise[k, dy:dy + H, dx:dx + W], out=planes, dtype=np.int16)
             np.clip(planes, 0, 255, out=planes)
             yield planes
 
