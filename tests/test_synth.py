@@ -402,12 +402,20 @@ def _paint_one_at_a_time(prims: list[tuple], angle_deg: float) -> tuple[np.ndarr
             m = np.hypot(np.maximum(u, 0), np.maximum(v, 0)) + np.minimum(np.maximum(u, v), 0) <= r
         mask[r0:r1, c0:c1] |= m
         rgb[r0:r1, c0:c1][m] = colour
+    inner = mask.copy()     # the rim (painted, with an unpainted 4-neighbour) darkened by 0.72
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    rim = mask & ~inner
+    rgb[rim] = (rgb[rim].astype(np.float32) * 0.72).astype(np.uint8)
     return rgb, mask, x_lo, y_lo
 
 
 def test_rasterize_paints_as_one_primitive_at_a_time() -> None:
     """Circles and capsules are tested all at once on the sprite's grid; every pixel must
-    come out as when each primitive was tested in its own box and painted over the last."""
+    come out as when each primitive was tested in its own box and painted over the last,
+    and the rim darkened with a neighbour test per direction."""
     from patchvad.data.synth.agents import rasterize
     rng = np.random.default_rng(5)
     for trial in range(150):
@@ -427,7 +435,7 @@ def test_rasterize_paints_as_one_primitive_at_a_time() -> None:
                 hx, hy = rng.uniform(1, 8), rng.uniform(1, 12)
                 prims.append(("rrect", x, y, hx, hy, rng.uniform(0.3, min(hx, hy)), colour))
         angle = 0.0 if trial % 2 else float(rng.uniform(-90, 90))
-        sprite = rasterize(prims, angle, outline=1.0)   # no rim shading: compare the painting itself
+        sprite = rasterize(prims, angle)
         rgb, mask, x_lo, y_lo = _paint_one_at_a_time(prims, angle)
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         if rows.size == 0:

@@ -18,6 +18,7 @@ still, cars in their lanes and cyclists on the road.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,12 @@ class Sprite:
 def _rotate(x: float, y: float, c: float, s: float) -> tuple[float, float]:
     # Positive angles turn the figure clockwise on screen: "up" (0, -1) goes to +x.
     return c * x - s * y, s * x + c * y
+
+
+@functools.lru_cache(maxsize=8)
+def _darkening(outline: float) -> np.ndarray:
+    """``(256,)`` uint8 lookup table: each value times ``outline`` in float32, truncated."""
+    return (np.arange(256, dtype=np.float32) * outline).astype(np.uint8)
 
 
 def rasterize(prims: list[tuple], angle_deg: float = 0.0, outline: float = 0.72) -> Sprite:
@@ -160,17 +167,11 @@ def rasterize(prims: list[tuple], angle_deg: float = 0.0, outline: float = 0.72)
     rgb = palette[owner]
     if not mask.any():  # pragma: no cover - degenerate sizes
         mask[h // 2, w // 2] = True
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    inner[0, :] = False
-    inner[-1, :] = False
-    inner[:, 0] = False
-    inner[:, -1] = False
-    rim = mask & ~inner
-    rgb[rim] = (rgb[rim].astype(np.float32) * outline).astype(np.uint8)
+    # The rim: painted pixels with an unpainted 4-neighbour (the grid's outer ring is
+    # never painted, so it needs no test).
+    rim = mask.copy()
+    rim[1:-1, 1:-1] &= ~(mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:])
+    rgb[rim] = _darkening(outline)[rgb[rim]]
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     ra, rb, ca, cb = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
