@@ -501,10 +501,10 @@ class VideoWriter:
         self.write_yuv420p(rgb_to_yuv420p(frame))
 
     def write_yuv420p(self, planes: np.ndarray) -> None:
-        """Append one frame already converted: ``(H * 3 // 2, W)`` uint8 yuv420p, as
-        :func:`rgb_to_yuv420p` returns it (H and W the writer's size padded to even).
+        """Append one frame already converted to yuv420p.
 
-        The array is handed to the encoder without a copy and must not be changed
+        ``planes`` is ``(H * 3 // 2, W)`` uint8 as :func:`rgb_to_yuv420p` returns it, H and
+        W the writer's size padded to even. The array is handed to the encoder without a copy and must not be changed
         afterwards (x264 takes its own copy while encoding; a fresh array per frame, as
         the converters return, is always safe).
         """

@@ -548,8 +548,11 @@ def draw_photometry(rng: np.random.Generator, config: SynthConfig) -> Photometry
 
 
 def background(camera: Camera, config: SynthConfig, photo: Photometry, dx: int, dy: int) -> np.ndarray:
-    """The video's clean background ``(H, W, 3)`` uint8, C-contiguous: the canvas cropped at (dx, dy)
-    under its photometry."""
+    """The video's clean background: the canvas cropped at (dx, dy) under its photometry.
+
+    Returns:
+        ``(H, W, 3)`` uint8, C-contiguous.
+    """
     crop = camera.canvas[dy:dy + config.height, dx:dx + config.width]
     # photo.apply keeps the canvas's memory order, which for some layouts is column-major;
     # every frame starts as a copy of this array into a row-major buffer, and copying
