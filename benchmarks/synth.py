@@ -1,7 +1,8 @@
 """Speed of generating the demo's synthetic benchmark (`patchvad demo`, stage 1).
 
-Runs ``generate_benchmark`` with the demo's arguments (preset ``default``, seed 2026,
-oracle labels) and reports wall time, CPU seconds of the main process and of the
+Runs ``generate_benchmark`` with the demo's arguments (seed 2026, oracle labels; the
+preset ``default`` unless ``--preset`` says otherwise: the small demo now uses
+``quick``) and reports wall time, CPU seconds of the main process and of the
 workers, frames/s and the load average before and after (the development machine's
 2 cores are shared: a number without its load means little). Like the installed
 ``patchvad`` script, this file imports ``patchvad.cli`` at the top, so spawned workers
@@ -11,7 +12,7 @@ pay what they pay under ``make demo`` (they re-import the main script).
 per frame: building the scene, rendering (drawing, rasterising sprites, sensor noise),
 the RGB -> yuv420p conversion, and x264 (with the frame hand-over and muxing).
 
-    .venv/bin/python benchmarks/synth.py [--train 240] [--test 80] [--workers 2] [--out DIR]
+    .venv/bin/python benchmarks/synth.py [--train 240] [--test 80] [--workers 2] [--preset default] [--out DIR]
     .venv/bin/python benchmarks/synth.py --split 8
 
 For a before/after comparison run it twice with ``PYTHONPATH`` pointing at each
@@ -30,31 +31,31 @@ from pathlib import Path
 import patchvad.cli  # noqa: F401  (what the installed script imports; see the docstring)
 
 
-def stage(out: Path, n_train: int, n_test: int, workers: int) -> None:
+def stage(out: Path, n_train: int, n_test: int, workers: int, preset: str) -> None:
     """Generate into ``out`` as the demo does and print the figures."""
     from patchvad.data.synth import generate_benchmark
     from patchvad.data.synth.generate import plan_benchmark
 
-    frames = sum(s.frames for s in plan_benchmark(n_train, n_test, 2026, "default"))
+    frames = sum(s.frames for s in plan_benchmark(n_train, n_test, 2026, preset))
     load0 = os.getloadavg()[0]
     start = time.perf_counter()
-    generate_benchmark(out / "data", n_train, n_test, seed=2026, preset="default", workers=workers, overwrite=True,
+    generate_benchmark(out / "data", n_train, n_test, seed=2026, preset=preset, workers=workers, overwrite=True,
                        oracle_labels=out / "labels")
     wall = time.perf_counter() - start
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(f"{n_train} + {n_test} videos ({frames} frames), workers={workers}: {wall:.1f} s "
+    print(f"{n_train} + {n_test} '{preset}' videos ({frames} frames), workers={workers}: {wall:.1f} s "
           f"({frames / wall:.0f} frames/s); CPU s: main {me.ru_utime + me.ru_stime:.1f}, workers "
           f"{kids.ru_utime + kids.ru_stime:.1f}; load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
 
 
-def split(n_videos: int, out: Path) -> None:
+def split(n_videos: int, out: Path, preset: str) -> None:
     """CPU ms per frame of each part of rendering and encoding, in this process."""
     from patchvad.data.synth.config import resolve_preset
     from patchvad.data.synth.generate import plan_benchmark
     from patchvad.data.synth.render import build_scene, open_writer
     from patchvad.io.video import rgb_planes_to_yuv420p
 
-    config = resolve_preset("default")
+    config = resolve_preset(preset)
     parts = {"build scene": 0.0, "render": 0.0, "rgb -> yuv420p": 0.0, "x264": 0.0}
     frames = 0
     clock = time.process_time
@@ -93,15 +94,16 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=240)
     parser.add_argument("--test", type=int, default=80)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--preset", default="default", help="synthetic preset (the small demo uses 'quick')")
     parser.add_argument("--out", default=None, help="output folder (default: a temporary one, removed)")
     parser.add_argument("--split", type=int, default=0, metavar="N", help="time the parts over N videos instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         if args.split:
-            split(args.split, out)
+            split(args.split, out, args.preset)
         else:
-            stage(out, args.train, args.test, args.workers)
+            stage(out, args.train, args.test, args.workers, args.preset)
 
 
 if __name__ == "__main__":
