@@ -1,0 +1,109 @@
+"""CPU extraction work spread over Python threads instead of OpenMP.
+
+With OpenMP, every torch operator is split over the cores and ends at a barrier that
+waits for the slowest thread. EfficientNet-Lite0 is about a hundred small operators per
+image; on a 2-core machine shared with the decoding thread (or with other jobs) one
+descheduled thread stalls every barrier, and a batch then took 2-2.5x longer than the
+same work done as independent single-threaded pieces (docs/model.md, "Where the demo's
+time goes"). Here each piece (a micro-batch of images, the motion channels of a few
+snippets) runs on its own worker thread with single-threaded torch operators; the
+threads only meet when the caller collects the results. Torch releases the GIL inside
+its operators, so the workers run in parallel.
+
+The number of workers is ``torch.get_num_threads()`` at the time of the call, so
+``patchvad extract --threads N`` (and ``torch.set_num_threads``) keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def workers() -> int:
+    """Worker threads a parallel call uses: torch's intra-op thread count now."""
+    return max(1, torch.get_num_threads())
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    """The shared pool, (re)built when the wanted size changes."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != size:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(size, thread_name_prefix="patchvad-cpu")
+            _pool_size = size
+        return _pool
+
+
+def _single_threaded(fn: Callable[[], R]) -> Callable[[], R]:
+    """``fn`` for a worker thread: one torch thread, no autograd, the caller's CPU autocast.
+
+    Grad mode and autocast are per thread in torch, so they are carried over here.
+    ``torch.set_num_threads`` also sets the process-wide default that threads started
+    later pick up (and MKL's count), so :meth:`Batch.results` restores the caller's count
+    afterwards; the worker's own OpenMP setting stays at one.
+    """
+    autocast = torch.is_autocast_enabled("cpu")
+    dtype = torch.get_autocast_dtype("cpu")
+
+    def run() -> R:
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            return fn()
+    return run
+
+
+class Batch:
+    """Pieces of CPU work submitted together; :meth:`results` waits for them.
+
+    Use :func:`start`; when torch has one thread the pieces run in the calling thread
+    when their results are asked for (same order, no pool).
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.futures: list[Future | Callable[[], object]] = []
+
+    def add(self, fn: Callable[[], R]) -> int:
+        """Submit ``fn`` (no arguments); returns its index in :meth:`results`."""
+        if self.size > 1:
+            self.futures.append(_executor(self.size).submit(_single_threaded(fn)))
+        else:
+            self.futures.append(fn)
+        return len(self.futures) - 1
+
+    def results(self) -> list:
+        """The results of every piece, in the order added (re-raises a piece's error)."""
+        try:
+            return [f.result() if isinstance(f, Future) else f() for f in self.futures]
+        finally:
+            if self.size > 1:
+                torch.set_num_threads(self.size)      # the process-wide count the workers changed
+
+
+def start() -> Batch:
+    """A new :class:`Batch` over :func:`workers` threads."""
+    return Batch(workers())
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(item) for item in items]`` with the items spread over :func:`workers` threads."""
+    batch = start()
+    for item in items:
+        batch.add(functools.partial(fn, item))
+    return batch.results()
