@@ -179,3 +179,26 @@ def test_one_thread_runs_in_the_caller() -> None:
     finally:
         torch.set_num_threads(before)
     assert names == [threading.current_thread().name] * 3
+
+
+def test_a_forked_child_gets_its_own_pool(two_threads) -> None:
+    """A forked child inherits the parent's pool object but not its threads: it builds its own."""
+    import multiprocessing as mp
+
+    cpu.parallel_map(abs, [-1, -2])                 # the parent's pool exists
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        names = pool.apply_async(_in_child).get(timeout=60)
+    assert len(set(names)) == 2                     # both workers, not one left-over thread
+
+
+def _slow_name(_: int) -> str:
+    import time
+
+    time.sleep(0.3)
+    return threading.current_thread().name
+
+
+def _in_child() -> list[str]:
+    torch.set_num_threads(2)
+    return cpu.parallel_map(_slow_name, range(4))

@@ -17,6 +17,7 @@ The number of workers is ``torch.get_num_threads()`` at the time of the call, so
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ R = TypeVar("R")
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 
 
 def workers() -> int:
@@ -38,14 +40,18 @@ def workers() -> int:
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
-    """The shared pool, (re)built when the wanted size changes."""
-    global _pool, _pool_size
+    """The shared pool, (re)built when the wanted size changes or in a forked child.
+
+    A child made by ``fork`` inherits the pool object but none of its threads: work
+    submitted to it there would wait forever, so the child builds its own.
+    """
+    global _pool, _pool_size, _pool_pid
     with _lock:
-        if _pool is None or _pool_size != size:
-            if _pool is not None:
+        if _pool is None or _pool_size != size or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=True)
             _pool = ThreadPoolExecutor(size, thread_name_prefix="patchvad-cpu")
-            _pool_size = size
+            _pool_size, _pool_pid = size, os.getpid()
         return _pool
 
 
