@@ -11,7 +11,9 @@ Prints, for 320x240 H.264 video, all measured in this process on this machine:
   and the hand-over into the main process (and onto the device) with the backbone
   left out;
 * extraction frames/s with and without motion (decode + backbone + motion), and decode
-  alone in one process.
+  alone in one process;
+* extraction's CPU time per frame (all threads of this process): the steadier measure
+  when other jobs share the machine.
 
 Goals: >= 600 frames/s on 2 CPU cores for the default features (issue 15; issue 2 asked
 >= 150); >= 6,000 on one H100-class GPU machine (issue 8; benchmarks/gpu.sh runs this
@@ -143,18 +145,21 @@ class FeedOnly:
         return self.submit(snippets).numpy()
 
 
-def timed(paths: list[Path], extractor, batch_size: int, decode_workers: int, frames: int) -> tuple[float, float]:
-    """Frames/s of ``extract_many`` over ``paths``: the whole run, and the steady state.
+def timed(paths: list[Path], extractor, batch_size: int, decode_workers: int,
+          frames: int) -> tuple[float, float, float]:
+    """Frames/s of ``extract_many`` over ``paths`` (whole run, steady state) and CPU us per frame.
 
-    The steady state counts the videos finished after the first one, over the time since
+    The CPU time is this process's, all its threads. The steady state counts the videos finished after the first one, over the time since
     it finished (leaves out starting the decode processes and filling the pipeline,
-    which a dataset-sized run pays once).
+    which a dataset-sized run pays once). The CPU time counts decoding when it runs in
+    this process (``--decode-workers 0``) and OpenMP threads spinning at a barrier; on a
+    machine shared with other jobs it is the steadier measure of the work done.
     """
     import torch
 
     from patchvad.features.extract import extract_many
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = None
     count = 0
     for _, feats, _, facts in extract_many(paths, extractor, batch_size=batch_size, decode_workers=decode_workers):
@@ -167,7 +172,8 @@ def timed(paths: list[Path], extractor, batch_size: int, decode_workers: int, fr
     if extractor.device.type == "cuda":
         torch.cuda.synchronize()
     end = time.perf_counter()
-    return len(paths) * frames / (end - t0), (count / (end - first) if count else float("nan"))
+    cpu_us = (time.process_time() - c0) / (len(paths) * frames) * 1e6
+    return len(paths) * frames / (end - t0), (count / (end - first) if count else float("nan")), cpu_us
 
 
 def main() -> int:
@@ -248,6 +254,9 @@ def main() -> int:
     print(f"extract, appearance only:           {results[False][0]:8.0f} frames/s   (steady state "
           f"{results[False][1]:,.0f})")
     print(f"motion cost: with/without ratio   = {results[True][0] / results[False][0]:.2f}")
+    print(f"extract CPU time per frame:         {results[True][2]:8.0f} us with motion, {results[False][2]:.0f} us "
+          f"without (this process, all threads; {os.cpu_count()} cores at that cost: "
+          f"{(os.cpu_count() or 1) * 1e6 / results[True][2]:,.0f} frames/s)")
     return 0
 
 
