@@ -202,3 +202,11 @@ def _slow_name(_: int) -> str:
 def _in_child() -> list[str]:
     torch.set_num_threads(2)
     return cpu.parallel_map(_slow_name, range(4))
+
+
+def test_serial_caller_keeps_the_workers_and_restores(two_threads) -> None:
+    with cpu.serial_caller() as count:
+        assert count == 2 and torch.get_num_threads() == 1 and cpu.workers() == 2
+        names = cpu.parallel_map(_slow_name, range(4))
+        assert len(set(names)) == 2 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2 and cpu.workers() == 2

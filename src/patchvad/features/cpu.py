@@ -1,25 +1,30 @@
 """CPU extraction work spread over Python threads instead of OpenMP.
 
 With OpenMP, every torch operator is split over the cores and ends at a barrier that
-waits for the slowest thread. EfficientNet-Lite0 is about a hundred small operators per
-image; on a 2-core machine shared with the decoding thread (or with other jobs) one
-descheduled thread stalls every barrier, and a batch then took 2-2.5x longer than the
-same work done as independent single-threaded pieces (docs/model.md, "Where the demo's
-time goes"). Here each piece (a micro-batch of images, the motion channels of a few
-snippets) runs on its own worker thread with single-threaded torch operators; the
-threads only meet when the caller collects the results. Torch releases the GIL inside
-its operators, so the workers run in parallel.
+waits for the slowest thread, and after it the team's threads spin, waiting for the
+next operator. EfficientNet-Lite0 is about a hundred small operators per image; on a
+2-core machine shared with the decoding thread (or with other jobs) a descheduled
+thread stalls every barrier, and spinning threads take the cores the work needs.
+Here each piece of work (a micro-batch of images, the motion channels of a snippet)
+runs on its own worker thread with single-threaded torch operators; the threads only
+meet when the caller collects the results. Torch releases the GIL inside its
+operators, so the workers run in parallel. Inside :func:`serial_caller` the calling
+thread's own operators (gathers, concatenations, resampling) are single-threaded too,
+so no OpenMP team spins beside the workers (measured in docs/model.md, "Where the
+demo's time goes").
 
-The number of workers is ``torch.get_num_threads()`` at the time of the call, so
-``patchvad extract --threads N`` (and ``torch.set_num_threads``) keeps its meaning.
+The number of workers is ``torch.get_num_threads()`` at the time of the call (or when
+:func:`serial_caller` was entered), so ``patchvad extract --threads N`` (and
+``torch.set_num_threads``) keeps its meaning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -34,9 +39,34 @@ _pool_size = 0
 _pool_pid = 0
 
 
+_local = threading.local()        # .workers: the count saved by serial_caller, in this thread
+
+
 def workers() -> int:
-    """Worker threads a parallel call uses: torch's intra-op thread count now."""
-    return max(1, torch.get_num_threads())
+    """Worker threads a parallel call uses: torch's intra-op thread count (see :func:`serial_caller`)."""
+    saved = getattr(_local, "workers", None)
+    return saved if saved is not None else max(1, torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def serial_caller() -> Iterator[int]:
+    """Within it, this thread's torch operators run single-threaded; parallel calls keep the workers.
+
+    For a thread that only hands out pieces and waits for them: its own few operators
+    are not worth an OpenMP team, whose threads would spin beside the workers. Yields the
+    number of workers; torch's thread count is restored on exit.
+    """
+    count = workers()
+    if count == 1 or getattr(_local, "workers", None) is not None:
+        yield count
+        return
+    _local.workers = count
+    torch.set_num_threads(1)
+    try:
+        yield count
+    finally:
+        _local.workers = None
+        torch.set_num_threads(count)
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
@@ -60,8 +90,8 @@ def _single_threaded(fn: Callable[[], R]) -> Callable[[], R]:
 
     Grad mode and autocast are per thread in torch, so they are carried over here.
     ``torch.set_num_threads`` also sets the process-wide default that threads started
-    later pick up (and MKL's count), so :meth:`Batch.results` restores the caller's count
-    afterwards; the worker's own OpenMP setting stays at one.
+    later pick up, so :meth:`Batch.results` restores the caller's count afterwards; the
+    worker's own OpenMP setting stays at one.
     """
     autocast = torch.is_autocast_enabled("cpu")
     dtype = torch.get_autocast_dtype("cpu")
@@ -83,6 +113,7 @@ class Batch:
 
     def __init__(self, size: int):
         self.size = size
+        self.caller_threads = torch.get_num_threads()
         self.futures: list[Future | Callable[[], object]] = []
 
     def add(self, fn: Callable[[], R]) -> int:
@@ -99,7 +130,7 @@ class Batch:
             return [f.result() if isinstance(f, Future) else f() for f in self.futures]
         finally:
             if self.size > 1:
-                torch.set_num_threads(self.size)      # the process-wide count the workers changed
+                torch.set_num_threads(self.caller_threads)     # the process-wide count the workers changed
 
 
 def start() -> Batch:

@@ -224,6 +224,11 @@ class PatchFeatureExtractor:
         GPU fed this way). On CPU the result is computed before this returns.
         """
         if self.device.type != "cuda":
+            if getattr(self.model, "cpu_workers", False):
+                # The backbone and the motion channels run on worker threads; this thread only
+                # gathers and concatenates (features/cpu.py).
+                with cpu.serial_caller():
+                    return self._submit(snippets)
             return self._submit(snippets)
         # Everything, the completion event included, on this extractor's GPU and its
         # current stream, whichever GPU is the process's current one.
