@@ -6,8 +6,9 @@ Prints, measured in this process (shares are steadier than times on a shared mac
    14 x 14 cells, C = 55 encoded channels, default ModelConfig, one thread as each of the
    demo's parallel fits has): forward + backward time and the ten operators with the
    most self time (torch.profiler);
-2. EfficientNet-Lite0 up to its stride-32 block on 16 images of 224x224 (one batch of 8
-   snippets x 2 passes, the default extraction), time per block and its share.
+2. EfficientNet-Lite0 up to its stride-32 block, time per block and its share: the
+   package's layers on 16 images of 224x224 (one batch of 8 snippets x 2 passes), then
+   the fused network as CPU extraction runs it (4 images on one worker thread).
 
     .venv/bin/python benchmarks/profile_demo.py [--threads 1] [--repeat 5]
 """
@@ -53,15 +54,8 @@ def scorer_profile(threads: int, repeat: int) -> None:
         print(f"  {e.key:<32} {share:5.1f}% of self time ({e.count // repeat} calls/step)")
 
 
-def backbone_profile(threads: int, repeat: int) -> None:
-    """Time per EfficientNet-Lite0 block (stem to the stride-32 block) on 16 images."""
-    from patchvad.features.backbones.effnet import STRIDE32_BLOCK, EffNetLite0Appearance
-
-    torch.set_num_threads(threads)
-    net = EffNetLite0Appearance().net
-    images = (torch.rand(16, 3, 224, 224) * 255 - 127.0) / 128.0
-    layers = [("stem", lambda z: net._swish(net._bn0(net._conv_stem(z))))]
-    layers += [(f"block {i}", block) for i, block in enumerate(net._blocks) if i <= STRIDE32_BLOCK]
+def _block_times(layers, images: torch.Tensor, repeat: int) -> dict[str, float]:
+    """Seconds per layer over ``repeat`` passes (after one warm-up pass)."""
     times = {name: 0.0 for name, _ in layers}
     with torch.inference_mode():
         for rep in range(repeat + 1):
@@ -71,10 +65,42 @@ def backbone_profile(threads: int, repeat: int) -> None:
                 z = layer(z)
                 if rep:                         # the first pass warms up
                     times[name] += time.perf_counter() - t0
+    return times
+
+
+def _print_blocks(title: str, times: dict[str, float], images: int, repeat: int) -> None:
     total = sum(times.values())
-    print(f"EfficientNet-Lite0 to stride 32, 16 images 224x224, {threads} thread(s): {total / repeat * 1e3:.0f} ms")
+    print(f"{title}: {total / repeat * 1e3:.0f} ms ({total / repeat / images * 1e3:.1f} ms per image)")
     for name, t in times.items():
         print(f"  {name:<9} {t / repeat * 1e3:7.1f} ms  {100 * t / total:5.1f}%")
+
+
+def backbone_profile(threads: int, repeat: int) -> None:
+    """Time per EfficientNet-Lite0 block, stem to the stride-32 block.
+
+    The package's layers on 16 images with ``threads`` threads, then the fused network as
+    CPU extraction runs it (one micro-batch of 4 images in channels-last format on one
+    thread, what each worker does).
+    """
+    from patchvad.features.backbones.effnet import MICRO_BATCH, STRIDE32_BLOCK, EffNetLite0Appearance, zero_pad
+
+    torch.set_num_threads(threads)
+    model = EffNetLite0Appearance()
+    net, fused = model.net, model.fused
+    images = (torch.rand(16, 3, 224, 224) * 255 - 127.0) / 128.0
+    layers = [("stem", lambda z: net._swish(net._bn0(net._conv_stem(z))))]
+    layers += [(f"block {i}", block) for i, block in enumerate(net._blocks) if i <= STRIDE32_BLOCK]
+    _print_blocks(f"EfficientNet-Lite0 to stride 32 (package layers), 16 images 224x224, {threads} thread(s)",
+                  _block_times(layers, images, repeat), 16, repeat)
+
+    torch.set_num_threads(1)
+    small = images[:MICRO_BATCH].contiguous(memory_format=torch.channels_last)
+    stem = fused.stem
+    layers = [("stem", lambda z: stem(zero_pad(z, stem.pad) if stem.pad is not None else z))]
+    layers += [(f"block {i}", block) for i, block in enumerate(fused.blocks)]
+    _print_blocks(f"fused, as extraction runs it: {MICRO_BATCH} images, channels last, 1 thread",
+                  _block_times(layers, small, repeat), MICRO_BATCH, repeat)
+    torch.set_num_threads(threads)
 
 
 def main() -> None:

@@ -493,8 +493,10 @@ def extract_command(root: Path, out: Path, device: str = "cpu", batch_size: int 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its deterministic shard
     of the videos, writes its own finished files, and rank 0 writes the merged
     manifest after a barrier. CPU processes split the cores between them unless
-    ``threads`` is given. Features are bitwise identical for equal thread counts;
-    across thread counts oneDNN's reductions may differ by one float16 step.
+    ``threads`` is given. The default backbone's CPU features do not depend on the
+    thread count (every piece of work runs single-threaded, features/cpu.py; tested);
+    other backbones' may differ by one float16 step across thread counts (oneDNN's
+    reductions), and are bitwise identical for equal ones.
     """
     import torch
 

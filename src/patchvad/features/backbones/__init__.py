@@ -21,6 +21,7 @@ spread over the snippet go through it together, instead of ``passes``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -28,8 +29,9 @@ import numpy as np
 import torch
 
 from patchvad.errors import ConfigError
+from patchvad.features import cpu
 from patchvad.features.backbones.effnet import APPEARANCE_DIM, CHANGE_DIM, EffNetLite0Appearance, pass_indices
-from patchvad.features.backbones.motion import MOTION_CHANNELS, motion_features
+from patchvad.features.backbones.motion import MOTION_CHANNELS, motion_features, snippet_gray
 from patchvad.features.backbones.videomae import VIDEO_MODELS, VideoEntry, VideoMAEAppearance
 from patchvad.features.backbones.vit import CLIP_MODELS, TIMM_MODELS, ZooAppearance, ZooEntry
 
@@ -222,6 +224,11 @@ class PatchFeatureExtractor:
         GPU fed this way). On CPU the result is computed before this returns.
         """
         if self.device.type != "cuda":
+            if getattr(self.model, "cpu_workers", False):
+                # The backbone and the motion channels run on worker threads; this thread only
+                # gathers and concatenates (features/cpu.py).
+                with cpu.serial_caller():
+                    return self._submit(snippets)
             return self._submit(snippets)
         # Everything, the completion event included, on this extractor's GPU and its
         # current stream, whichever GPU is the process's current one.
@@ -243,14 +250,25 @@ class PatchFeatureExtractor:
             # Already on a device (the extraction loop uploads as it receives): "cuda" and
             # "cuda:0" are the same GPU, and .to() is a no-op then.
             x = x.to(self.device)
-        x = x.permute(0, 1, 4, 2, 3).float()                  # (B, L, 3, H, W)
-        picked = x[:, self._pass_idx]                         # (B, P, 3, H, W)
+        # Only the passes' frames become float for the backbone: (B, P, 3, H, W), a
+        # channels-last view of the pixels (what the CPU backbone runs on).
+        picked = x[:, self._pass_idx].permute(0, 1, 4, 2, 3).float()
+        motion: list[torch.Tensor] = []
+        if self.spec.motion:
+            # On CPU each snippet's motion channels are a piece of work for the worker threads
+            # (features/cpu.py); a backbone whose CPU forward runs there too (`cpu_workers`)
+            # overlaps with them, any other one starts once they are done (its OpenMP threads
+            # would compete with them). On a GPU: the whole batch at once.
+            pending = cpu.start() if not cuda else cpu.Batch(1)
+            for chunk in (x.split(1) if not cuda else [x]):
+                pending.add(functools.partial(_motion, chunk, self.grid))
+            if not getattr(self.model, "cpu_workers", False):
+                motion = pending.results()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             appearance = self.model(picked, self.grid)
         parts = [appearance.float()]
         if self.spec.motion:
-            gray = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]) / 255.0
-            parts.append(motion_features(gray, self.grid))
+            parts.append(torch.cat(motion or pending.results()))
         feats = torch.cat(parts, dim=-1)
         if not cuda:
             return PendingFeatures(feats.cpu())
@@ -259,6 +277,11 @@ class PatchFeatureExtractor:
         done = torch.cuda.Event()
         done.record(torch.cuda.current_stream(feats.device))
         return PendingFeatures(host, done)
+
+
+def _motion(snippets: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(B, L, H, W, 3)`` uint8 RGB -> ``(B, Gh, Gw, 8)`` motion channels."""
+    return motion_features(snippet_gray(snippets, grid), grid)
 
 
 class PendingFeatures:
