@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import skip_or_fail
 
 from patchvad.features import cpu
 from patchvad.features.backbones import PatchFeatureExtractor
@@ -46,7 +47,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("pointwise", [True, False], ids=["onednn-fused", "conv2d+clamp"])
 def test_fused_backbone_equals_the_package_layers(appearance, size, pointwise, two_threads) -> None:
     if pointwise and not pointwise_available():
-        pytest.skip("this torch build has no oneDNN fused convolutions")
+        skip_or_fail("this torch build has no oneDNN fused convolutions (the pinned CPU wheel has them)")
     images = torch.rand(5, 3, *size, generator=torch.Generator().manual_seed(0)) * 255
     want = appearance.reference_maps(images)
     appearance.fused.set_pointwise(pointwise)
