@@ -47,9 +47,8 @@ def test_fits_and_tests_through_the_cache_equal_plain_ones(toy, tmp_path: Path) 
     logs: list[str] = []
     again = fit(data, feats, tmp_path / "again", "plain_topk", seed=2, config=FAST, log=logs.append,
                 encoding_cache=cache)
-    for res in (first,):
-        a, b = _weights(plain.run_dir), _weights(res.run_dir)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = _weights(plain.run_dir), _weights(first.run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # Another method and seed of the same split read the normaliser the first fit stored.
     assert any("normaliser from the encoding cache" in line for line in logs)
     enc_plain = {k: v for k, v in _weights(plain.run_dir).items() if k.startswith("encoder.")}

@@ -40,6 +40,18 @@ def keep_scale(p: float) -> float:
     return 1.0 / (1.0 - drop_threshold(p) / _LEVELS)
 
 
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``x * mask / (1 - p_eff)`` with the mask of :func:`keep_mask` (``x`` itself when ``p_eff = 0``).
+
+    Any shape; the mask is drawn in the input's memory order (``x`` made contiguous).
+    """
+    if drop_threshold(p) == 0:
+        return x
+    x = x.contiguous()
+    scaled = keep_mask(x.numel(), p, x.device).view(x.shape).to(x.dtype).mul_(keep_scale(p))
+    return x * scaled
+
+
 class FastDropout(nn.Module):
     """Inverted dropout with the mask of :func:`keep_mask` (identity in eval mode or for ``p = 0``).
 
@@ -53,16 +65,12 @@ class FastDropout(nn.Module):
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x * mask / (1 - p_eff)`` in training mode; ``x`` otherwise."""
-        if not self.training or drop_threshold(self.p) == 0:
-            return x
-        x = x.contiguous()
-        scaled = keep_mask(x.numel(), self.p, x.device).view(x.shape).to(x.dtype).mul_(keep_scale(self.p))
-        return x * scaled
+        """:func:`fast_dropout` in training mode; ``x`` otherwise."""
+        return fast_dropout(x, self.p) if self.training else x
 
     def extra_repr(self) -> str:
         """``p=...`` in the module's repr."""
         return f"p={self.p}"
 
 
-__all__ = ["FastDropout", "drop_threshold", "keep_mask", "keep_scale"]
+__all__ = ["FastDropout", "drop_threshold", "fast_dropout", "keep_mask", "keep_scale"]

@@ -14,7 +14,7 @@ from typing import overload
 import numpy as np
 import torch
 
-from patchvad.model.dropout import FastDropout, keep_mask, keep_scale
+from patchvad.model.dropout import FastDropout, fast_dropout, keep_mask, keep_scale
 
 
 @overload
@@ -121,7 +121,7 @@ class _SharedDropout(torch.nn.Module):
         order = sorted(range(x.dim()), key=lambda i: -strides[i])   # memory order, as empty_like lays it out
         xm = x.permute(order)
         if rows is None or order[0] != 0 or not xm.is_contiguous() or x.shape[0] % len(rows):
-            return FastDropout(self.p)(x) if self.fast else torch.nn.functional.dropout(x, self.p, True)
+            return fast_dropout(x, self.p) if self.fast else torch.nn.functional.dropout(x, self.p, True)
         per = xm.numel() // len(rows)
         if self.fast:
             noise = keep_mask(self.share.batch * per, self.p, x.device).to(x.dtype)
