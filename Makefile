@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m ruff check src && $(PY) -m mypy src
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # ruff and mypy as configured in pyproject.toml.
 lint: $(TEST_STAMP)

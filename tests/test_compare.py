@@ -12,7 +12,7 @@ import pytest
 from conftest import load_toydata
 
 from patchvad.cli import main
-from patchvad.compare import Run, check_methods, execute, plan
+from patchvad.compare import Run, check_methods, execute, format_above_floor, plan, seeds_above_floor
 from patchvad.config import RunConfig, TrainConfig
 from patchvad.errors import ConfigError
 from patchvad.metrics.ceiling import grid_ceiling
@@ -138,6 +138,7 @@ def test_compare_command_writes_results_and_table(toy, tmp_path: Path, capsys) -
     mean, std = summary["mean"]["frame_auc_micro"], summary["std"]["frame_auc_micro"]
     assert f"| random | 2 | {mean:.4f} ± {std:.4f} |" in table
     assert "motion_floor: one run" in table
+    assert results["above_floor"] == {}             # only untrained methods ran: nothing to count
     printed = capsys.readouterr().out
     assert "random_s1: frame_auc_micro=" in printed and table in printed
     # A second call keeps the recorded runs: nothing is fitted, tested or logged again.
@@ -235,3 +236,22 @@ def test_compare_refuses_the_oracle_without_labels_and_labels_without_the_oracle
     assert not (tmp_path / "o").exists()                 # refused before anything was written
     # The default method list holds the oracle only when its labels are given.
     assert "oracle" not in check_methods(None, None) and "oracle" in check_methods(None, gt)
+
+
+def test_seeds_above_the_motion_floor_are_counted_per_score() -> None:
+    """Hand-made runs: a seed counts only when strictly above the floor's score; no floor, no count."""
+    floor = {"frame_auc_micro": 0.6, "tiou": 0.05, "rbdc": 0.1}
+    results = {"runs": {
+        "motion_floor_s0": floor,
+        "proximity_s0": {"frame_auc_micro": 0.7, "tiou": 0.05, "rbdc": 0.3},     # TIoU equal: not above
+        "proximity_s1": {"frame_auc_micro": 0.5, "tiou": 0.08, "rbdc": 0.2},
+        "plain_topk_s0": {"frame_auc_micro": 0.61, "tiou": None, "rbdc": 0.0},
+        "random_s0": {"frame_auc_micro": 0.9, "tiou": 0.9, "rbdc": 0.9},         # untrained: not counted
+    }}
+    above = seeds_above_floor(results, ["proximity", "plain_topk", "random", "motion_floor"])
+    assert above == {"proximity": {"frame_auc_micro": [1, 2], "tiou": [1, 2], "rbdc": [2, 2]},
+                     "plain_topk": {"frame_auc_micro": [1, 1], "tiou": [0, 1], "rbdc": [0, 1]}}
+    line = format_above_floor(above)
+    assert "proximity 1/2, 1/2, 2/2; plain_topk 1/1, 0/1, 0/1." in line
+    del results["runs"]["motion_floor_s0"]
+    assert seeds_above_floor(results, ["proximity"]) == {} and format_above_floor({}) == ""

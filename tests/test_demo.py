@@ -164,3 +164,14 @@ def test_oracle_labels_of_another_benchmark_are_refused(tmp_path: Path) -> None:
     (labels / "oracle.json").write_text(json.dumps({**record, "seed": tiny.benchmark_seed + 1}))
     with pytest.raises(ConfigError, match="oracle labels of 24 training videos"):
         demo._check_reusable(data, tiny, labels)
+
+
+def test_a_method_of_its_own_steps_keeps_the_other_settings() -> None:
+    """``method_train`` changes its method's ``train`` settings only, after the preset's and before an override."""
+    p = demo.DemoPreset("tiny", n_train=4, n_test=2, steps=40, train=(("eval_every", 10),),
+                        method_train=(("oracle", (("steps", 120), ("eval_every", 20))),))
+    weak, bound = demo.demo_config("proximity", p), demo.demo_config("oracle", p)
+    assert (weak.train.steps, weak.train.eval_every) == (40, 10)
+    assert (bound.train.steps, bound.train.eval_every) == (120, 20)
+    assert bound.method == "oracle" and bound.model == weak.model and bound.loss == weak.loss
+    assert demo.demo_config("oracle", p, {"train": {"steps": 7}}).train.steps == 7

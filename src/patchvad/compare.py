@@ -287,13 +287,51 @@ def summarise(results: dict, methods: Sequence[str], seeds: Sequence[int]) -> di
     return {m: {k: s[k] for k in ("mean", "std", "n")} for m, s in summary["methods"].items()}
 
 
+#: the untrained reference every trained seed must beat, and on which scores (docs/model.md, "No collapse").
+FLOOR_METHOD = "motion_floor"
+COLLAPSE_KEYS = ("frame_auc_micro", "tiou", "rbdc")
+
+
+def seeds_above_floor(results: dict, methods: Sequence[str]) -> dict[str, dict[str, list[int]]]:
+    """Per trained method and score of :data:`COLLAPSE_KEYS`: ``[seeds above the floor, seeds run]``.
+
+    The floor is the motion floor's run in the same experiment (it does not depend on
+    the seed); a seed counts when its score is strictly higher. Empty when the floor
+    did not run.
+    """
+    floor = next((rec for key, rec in results["runs"].items() if key.rsplit("_s", 1)[0] == FLOOR_METHOD), None)
+    if floor is None:
+        return {}
+    out: dict[str, dict[str, list[int]]] = {}
+    for method in methods:
+        if method not in METHODS or not METHODS[method].trained:
+            continue
+        runs = [rec for key, rec in results["runs"].items() if key.rsplit("_s", 1)[0] == method]
+        if runs:
+            out[method] = {k: [sum(1 for r in runs if r.get(k) is not None and floor.get(k) is not None
+                                   and r[k] > floor[k]), len(runs)] for k in COLLAPSE_KEYS}
+    return out
+
+
+def format_above_floor(above: dict[str, dict[str, list[int]]]) -> str:
+    """One line per method: how many seeds beat the motion floor on each :data:`COLLAPSE_KEYS` score."""
+    if not above:
+        return ""
+    labels = {spec.key: spec.label for spec in table_metrics()}
+    head = " / ".join(labels.get(k, k) for k in COLLAPSE_KEYS)
+    rows = "; ".join(f"{m} " + ", ".join(f"{a}/{n}" for a, n in counts.values()) for m, counts in above.items())
+    return f"\nSeeds above the motion floor ({head}): {rows}.\n"
+
+
 def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str,
-                    ratios: dict[str, dict[str, float | None]] | None = None, training_png: str | None = None) -> str:
+                    ratios: dict[str, dict[str, float | None]] | None = None, training_png: str | None = None,
+                    above_floor: dict[str, dict[str, list[int]]] | None = None) -> str:
     """``results.md``: one row per method, the metric table's scores then :data:`RUN_COLUMNS`.
 
     ``ratios`` (:func:`~patchvad.metrics.ratios.oracle_ratios`): one ``<weak> / oracle``
     row each after the methods, and the footnote that says what they are.
     ``training_png``: the training-curves figure's file name, embedded after the table.
+    ``above_floor``: :func:`seeds_above_floor`, one line after the table.
     """
     cols = [(spec.key, spec.label) for spec in table_metrics()] + list(RUN_COLUMNS.items())
     lines = ["| method | n | " + " | ".join(label for _, label in cols) + " |",
@@ -316,6 +354,7 @@ def format_markdown(summary: dict[str, dict], ceiling: dict | None, command: str
     unseeded = [m for m in summary if m in METHODS and not METHODS[m].seeded]
     text = "\n".join(lines) + "\n\nmean ± sample std over seeds"
     text += f" ({', '.join(unseeded)}: one run, the output does not depend on the seed).\n" if unseeded else ".\n"
+    text += format_above_floor(above_floor or {})
     if ceiling:
         text += "\nGrid ceiling (TIoU of a perfect whole-cell map on this test split): " + ", ".join(
             f"{g}: {v['tiou_ceiling']:.3f} ({100 * v['frac_iou_ge_0.1']:.0f}% of GT frames can reach IoU >= 0.1)"
@@ -418,15 +457,18 @@ def compare_command(data: Path, features: Path, out: Path, methods: Sequence[str
     summary = summarise(results, methods, seeds)
     ratios = oracle_ratios(summary, weak_trained(methods)) if ORACLE in methods else {}
     ceiling = grid_ceiling(data)
-    results.update({"summary": summary, "ratios": ratios, "grid_ceiling": ceiling, "command": command})
+    above = seeds_above_floor(results, methods)
+    results.update({"summary": summary, "ratios": ratios, "above_floor": above, "grid_ceiling": ceiling,
+                    "command": command})
     atomic_write_json(results_path, results)
     png = write_training_curves(out, methods, seeds)
-    text = format_markdown(summary, ceiling, command, ratios, png.name if png else None)
+    text = format_markdown(summary, ceiling, command, ratios, png.name if png else None, above)
     atomic_write_text(out / RESULTS_MD, text)
     print(text)
     return results
 
 
-__all__ = ["RUN_COLUMNS", "TRAINING_PNG", "Run", "RunResult", "check_methods", "compare_command", "execute",
-           "execute_one", "experiment_command", "format_markdown", "labels_for", "plan", "run_dirs", "run_record",
-           "summarise", "weak_trained", "write_training_curves"]
+__all__ = ["COLLAPSE_KEYS", "FLOOR_METHOD", "RUN_COLUMNS", "TRAINING_PNG", "Run", "RunResult", "check_methods",
+           "compare_command", "execute", "execute_one", "experiment_command", "format_above_floor",
+           "format_markdown", "labels_for", "plan", "run_dirs", "run_record", "seeds_above_floor", "summarise",
+           "weak_trained", "write_training_curves"]

@@ -18,8 +18,9 @@ Then it writes:
 * ``DIR/curves.json``: ``sizes``, ``methods``, ``seeds``, ``metrics`` (key -> label), per
   size (``by_size[str(n)]``) compare's ``summary`` (per method ``mean``/``std``/``n`` of
   every table metric over seeds), its ``ratios`` (``<weak>/oracle``, empty without the
-  oracle) and ``fitted_videos`` (per run, the videos its fit read: training + validation
-  part), and the command;
+  oracle), ``above_floor`` (per trained method and score, seeds above the motion floor:
+  :func:`patchvad.compare.seeds_above_floor`) and ``fitted_videos`` (per run, the videos
+  its fit read: training + validation part), and the command;
 * ``DIR/curves.md``: one table per metric, rows methods, columns sizes, mean ± sample std
   (ratio rows when the oracle ran);
 * ``DIR/curves.png``: one panel per metric of :data:`PANELS` (frame AUC, TIoU, RBDC, patch
@@ -265,7 +266,7 @@ def curves_command(data: Path, features: Path, out: Path, sizes: Sequence[int], 
             raise ConfigError(f"run {key} was fitted on {wrong[key]} videos, not {n}: it was made with another "
                               f"configuration; run again with --fresh or remove {sub / key}", path=sub / key)
         by_size[str(n)] = {"summary": results["summary"], "ratios": results.get("ratios", {}),
-                           "fitted_videos": counts}
+                           "above_floor": results.get("above_floor", {}), "fitted_videos": counts}
         if (sub / TRAINING_PNG).is_file():
             training[n] = (sub / TRAINING_PNG).read_bytes()
     keys = [spec.key for spec in table_metrics()] + list(RUN_COLUMNS)

@@ -54,6 +54,9 @@ class DemoPreset:
     steps: int | None = None          # training steps (None: the model's default)
     #: other ``train`` settings of every method (e.g. ``{"eval_every": 25}``).
     train: tuple[tuple[str, object], ...] = ()
+    #: ``train`` settings of one method, over ``steps`` and ``train`` (e.g. the oracle's own
+    #: step count: an upper bound must be trained to convergence, not to the weak model's budget).
+    method_train: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
 
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
@@ -80,12 +83,18 @@ ABLATION: dict[str, list[tuple[str, dict]]] = {
 
 
 def demo_config(method: str, preset: DemoPreset, override: dict | None = None) -> RunConfig:
-    """The run configuration the demo trains ``method`` with: the preset's training settings, then ``override``."""
+    """The run configuration the demo trains ``method`` with.
+
+    The preset's ``steps`` and ``train`` settings, then its ``method_train`` settings of
+    ``method``, then ``override`` (``{section: {key: value}}``, the ablation's).
+    """
     base = RunConfig()
-    if preset.steps is not None or preset.train:
+    own = dict(preset.method_train).get(method, ())
+    if preset.steps is not None or preset.train or own:
         changes: dict[str, Any] = dict(preset.train)
         if preset.steps is not None:
             changes["steps"] = preset.steps
+        changes.update(own)
         base = dataclasses.replace(base, train=dataclasses.replace(base.train, **changes))
     if override:
         data = base.to_dict()
@@ -301,7 +310,11 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "small", seeds: int = 
     timings["report"] = time.perf_counter() - t0
     metrics["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     atomic_write_json(out / "metrics.json", metrics)
-    setup = {"preset": preset, "seeds": seeds, "training_steps": demo_config(DEMO_METHODS[0], p).train.steps,
+    steps = demo_config(DEMO_METHODS[0], p).train.steps
+    own_steps = {m: demo_config(m, p).train.steps for m in DEMO_METHODS}
+    setup = {"preset": preset, "seeds": seeds, "training_steps": steps,
+             **({"method_training_steps": {m: n for m, n in own_steps.items() if n != steps}}
+                if any(n != steps for n in own_steps.values()) else {}),
              **{k: v for k, v in metrics["dataset"].items() if k != "seeds"}}
     run_record = make_record(metrics, timings, setup=setup, total_seconds=time.perf_counter() - start,
                              reused=reused)
