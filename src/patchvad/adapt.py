@@ -287,8 +287,10 @@ def adapt_model(model: AnomalyModel, videos: Sequence[VideoFeatures], false_alar
                 min_snippets: int = MIN_SNIPPETS) -> Adaptation:
     """Adapt ``model`` in place to the camera of ``videos`` (normal footage, features as stored).
 
-    Restandardises every encoded channel (:func:`restandardise`), refits the motion
-    prior's scale (:func:`prior_scale`) and sets the threshold so that at most
+    Restandardises every encoded channel (:func:`restandardise`; with a normal memory,
+    the parts the memory reads keep their training standardisation, in which its
+    centroids live, and the memory channel is restandardised), refits the prior's scale
+    (:func:`prior_scale`) and sets the threshold so that at most
     ``false_alarms`` of the footage's frames reach it (:func:`false_alarm_threshold`).
     PCA directions and the scorer's weights are kept.
 
@@ -311,7 +313,10 @@ def adapt_model(model: AnomalyModel, videos: Sequence[VideoFeatures], false_alar
     before = _frame_scores(model, videos)
     threshold_before = float(model.threshold)
     arrays = [vf.x for vf in videos]
-    measured = restandardise(model.encoder, arrays)
+    # A normal memory's centroids live in the training standardisation of the parts it
+    # reads: those parts keep it, and the memory channel itself is restandardised.
+    keep = set(model.encoder.memory_sources)
+    measured = restandardise(model.encoder, arrays, [p for p in model.encoder.parts if p not in keep])
     a0, b0 = prior_scale(model.encoder, arrays)
     model.encoder.prior_scale.copy_(torch.tensor([a0, b0], dtype=torch.float32))
     after = _frame_scores(model, videos)

@@ -57,7 +57,17 @@ class ModelConfig:
             change (describe a patch relative to its scene).
         motion_prior: ``logit = a * (z_prior - b) + correction``; the correction's last
             layer starts at zero, so an untrained model equals the motion floor.
-        prior_channel: motion channel whose scene-relative residual is the prior.
+        prior_channel: motion channel whose scene-relative residual is the prior, or
+            ``memory``: the normal-memory distance (needs ``memory``).
+        memory: size of the normal memory, 0 to leave it out: k-means centroids of
+            encoded tokens of NORMAL training videos (their ``memory_parts``); each
+            token's distance to the nearest centroid
+            becomes one more input channel ("how unlike anything normal is this patch",
+            comparable across cameras; docs/model.md, "A normal memory").
+        memory_parts: the encoded parts a memory token is made of (of ``motion``,
+            ``residual``, ``appearance``, ``change``; those the encoding has). Motion and
+            its residual by default: on a new-camera development set they localised best
+            (docs/model.md, "A normal memory").
         temporal_dilations: one residual Conv1d block (kernel 3) per dilation.
         spatial: kind of the spatial blocks: ``isotropic`` (3x3 kernel that depends
             only on the distance to the centre: context without a direction, so
@@ -85,6 +95,8 @@ class ModelConfig:
     motion_context: bool = True
     motion_prior: bool = True
     prior_channel: str = "energy_mean"
+    memory: int = 0
+    memory_parts: tuple[str, ...] = ("motion", "residual")
     temporal_dilations: tuple[int, ...] = (1, 2)
     spatial: str = "none"
     spatial_layers: int = 2
@@ -115,8 +127,12 @@ class ModelConfig:
         _check(self.pca_samples >= 100, "model.pca_samples", self.pca_samples, ">= 100")
         _check(self.norm_videos >= 1, "model.norm_videos", self.norm_videos, ">= 1")
         from patchvad.features.backbones.motion import MOTION_CHANNELS
-        _check(self.prior_channel in MOTION_CHANNELS, "model.prior_channel", self.prior_channel,
-               f"one of {list(MOTION_CHANNELS)}")
+        _check(self.memory >= 0, "model.memory", self.memory, ">= 0 (0: no normal memory)")
+        _check(len(self.memory_parts) > 0 and set(self.memory_parts) <= {"motion", "residual", "appearance", "change"},
+               "model.memory_parts", self.memory_parts, "one or more of motion, residual, appearance, change")
+        _check(self.prior_channel in MOTION_CHANNELS or self.prior_channel == "memory" and self.memory > 0,
+               "model.prior_channel", self.prior_channel,
+               f"one of {list(MOTION_CHANNELS)}, or memory with model.memory > 0")
 
 
 @dataclass(frozen=True)

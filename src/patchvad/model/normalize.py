@@ -11,12 +11,16 @@ For one video ``x`` ``(T, Gh, Gw, D)`` (the channel groups of the feature spec):
   training videos only (PCA fitted on the same tokens).
 
 Output channels, in order: ``[prior, motion (8), motion residual (8),
-appearance PCs (appearance_dims), change PCs (change_dims), scene PCs (scene_dims)]``;
+appearance PCs (appearance_dims), change PCs (change_dims), scene PCs (scene_dims),
+context (6), memory (1)]`` (context with ``motion_context``, memory with ``memory``);
 ``scene`` is the cell's median appearance itself (what is static there: road,
 walkway, grass), so the model can learn WHERE a motion is unusual. ``prior`` is the
 standardised residual of ``prior_channel`` (frame-difference energy by default):
 the no-training motion score (docs/method.md, "Methods and baselines") up to a
-monotone map.
+monotone map. ``memory`` is each token's distance to the nearest of ``cfg.memory``
+k-means centroids of normal training tokens (their standardised ``memory_parts``:
+motion and its residual by default): a scene-free "unlike anything normal" score (``prior_channel:
+memory`` makes it the prior).
 
 The statistics are buffers of :class:`FeatureEncoder`, stored in the checkpoint.
 """
@@ -34,6 +38,38 @@ from patchvad.errors import ConfigError
 from patchvad.features.backbones.motion import MOTION_CHANNELS
 
 _MIN_STD = 1e-4
+#: the parts a token in the normal memory can be made of (``ModelConfig.memory_parts`` picks).
+MEMORY_SOURCES = ("motion", "residual", "appearance", "change")
+KMEANS_ITERATIONS = 20
+
+
+def kmeans(z: torch.Tensor, k: int, seed: int, iterations: int = KMEANS_ITERATIONS) -> torch.Tensor:
+    """``k`` centroids ``(k, c)`` of the rows of ``z`` ``(n, c)`` by Lloyd's algorithm.
+
+    Starts from ``k`` distinct rows drawn with ``seed``; an emptied cluster keeps its
+    centroid. Fewer rows than ``k``: every row is a centroid, the rest repeat the first
+    (a repeated centroid changes no nearest distance).
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    n = z.shape[0]
+    c = z[torch.randperm(n, generator=g)[:min(k, n)]].clone()
+    for _ in range(iterations):
+        assign = torch.cdist(z, c).argmin(1)
+        sums = torch.zeros_like(c).index_add_(0, assign, z)
+        counts = torch.bincount(assign, minlength=c.shape[0])
+        filled = counts > 0
+        c[filled] = sums[filled] / counts[filled, None].to(z.dtype)
+    if c.shape[0] < k:
+        c = torch.cat([c, c[:1].expand(k - c.shape[0], -1)])
+    return c
+
+
+def nearest_distance(z: torch.Tensor, centroids: torch.Tensor, rows: int = 65536) -> torch.Tensor:
+    """Euclidean distance of each row of ``z`` ``(n, c)`` to its nearest centroid -> ``(n,)``."""
+    out = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
+    for i in range(0, z.shape[0], rows):
+        out[i:i + rows] = torch.cdist(z[i:i + rows], centroids).min(1).values
+    return out
 
 
 def cell_median(x: np.ndarray, rows_per_chunk: int = 2) -> np.ndarray:
@@ -121,11 +157,14 @@ class FeatureEncoder(nn.Module):
                                        activity over the video, and the
                                        token's flow along the cell's and
                                        the video's usual direction
+    memory     the standardised        distance to the nearest centroid of   1
+               ``memory_parts``        the normal memory (``memory``)
     ========== ======================= ===================================== =========
 
     Each part is standardised (``<part>_mean``, ``<part>_std`` buffers) and PCA parts
     projected (``<part>_pcs``, unit variance per component); channel 0 is the prior,
-    a copy of the standardised residual of ``prior_channel``. ``prior_scale`` holds
+    a copy of the standardised residual of ``prior_channel`` (or of the memory part).
+    ``memory_centroids`` holds the normal memory. ``prior_scale`` holds
     ``(a0, b0)``, the logistic map that turns the prior into a (0, 1) floor score.
     All buffers are filled by :meth:`fit` and saved with the model.
     """
@@ -133,6 +172,9 @@ class FeatureEncoder(nn.Module):
     prior_scale: torch.Tensor       # buffers, registered in __init__ (the parts' under f-string names)
     residual_mean: torch.Tensor
     residual_std: torch.Tensor
+    memory_centroids: torch.Tensor  # with cfg.memory only
+    memory_mean: torch.Tensor
+    memory_std: torch.Tensor
 
     def __init__(self, channels: dict[str, list[int]], cfg: ModelConfig):
         super().__init__()
@@ -141,7 +183,7 @@ class FeatureEncoder(nn.Module):
                               "(extract with motion enabled)")
         self.cfg = cfg
         self.channels = {k: (int(v[0]), int(v[1])) for k, v in channels.items()}
-        self.prior_index = MOTION_CHANNELS.index(cfg.prior_channel)
+        self.prior_index = None if cfg.prior_channel == "memory" else MOTION_CHANNELS.index(cfg.prior_channel)
         n_mot = self.channels["motion"][1] - self.channels["motion"][0]
         self.n_motion = n_mot
         has_app = "appearance" in channels
@@ -155,8 +197,18 @@ class FeatureEncoder(nn.Module):
             self.parts["scene"] = ("appearance", cfg.scene_dims)
         if cfg.motion_context:
             self.parts["context"] = ("motion", None)
+        self.memory_sources: tuple[str, ...] = ()
+        if cfg.memory:
+            self.parts["memory"] = ("motion", None)
+            self.memory_sources = tuple(p for p in MEMORY_SOURCES if p in cfg.memory_parts and p in self.parts)
+            if not self.memory_sources:
+                raise ConfigError(f"model.memory_parts {list(cfg.memory_parts)}: none of them is in this encoding "
+                                  f"(parts {list(self.parts)})")
+            width = sum(self._width(p) for p in self.memory_sources)
+            self.register_buffer("memory_centroids", torch.zeros(cfg.memory, width))
         for part, (group, dims) in self.parts.items():
-            size = CONTEXT_WIDTH if part == "context" else self.channels[group][1] - self.channels[group][0]
+            own = part in ("context", "memory")         # widths not of a feature group
+            size = self._width(part) if own else self.channels[group][1] - self.channels[group][0]
             self.register_buffer(f"{part}_mean", torch.zeros(size))
             self.register_buffer(f"{part}_std", torch.ones(size))
             if dims is not None:
@@ -172,6 +224,8 @@ class FeatureEncoder(nn.Module):
         group, dims = self.parts[part]
         if part == "context":
             return CONTEXT_WIDTH
+        if part == "memory":
+            return 1
         return dims if dims is not None else self.channels[group][1] - self.channels[group][0]
 
     def part_offsets(self) -> dict[str, int]:
@@ -260,11 +314,19 @@ class FeatureEncoder(nn.Module):
                     if scene is None:
                         scene = self._standardise(part, torch.from_numpy(np.ascontiguousarray(parts[part])).to(dev))
                     pieces.append(scene.expand(n, *scene.shape))
+                elif part == "memory":
+                    named = dict(zip(self.parts, pieces))
+                    pieces.append(self.memory_part(torch.cat([named[p] for p in self.memory_sources], -1)))
                 else:
                     pieces.append(self._standardise(part, torch.from_numpy(np.ascontiguousarray(parts[part])).to(dev)))
-            res = pieces[1]
-            out[t0:t0 + n] = torch.cat([res[..., self.prior_index:self.prior_index + 1], *pieces], dim=-1)
+            prior = pieces[-1] if self.prior_index is None else pieces[1][..., self.prior_index:self.prior_index + 1]
+            out[t0:t0 + n] = torch.cat([prior, *pieces], dim=-1)
         return out
+
+    def memory_part(self, sources: torch.Tensor) -> torch.Tensor:
+        """Standardised nearest-centroid distance ``(..., 1)`` of standardised source parts ``(..., c)``."""
+        d = nearest_distance(sources.reshape(-1, sources.shape[-1]), self.memory_centroids)
+        return ((d - self.memory_mean) / self.memory_std).reshape(*sources.shape[:-1], 1)
 
     def floor_scores(self, encoded: torch.Tensor) -> torch.Tensor:
         """The motion floor as (0, 1) patch scores: ``sigmoid(a0 * (prior - b0))``."""
@@ -332,13 +394,36 @@ class FeatureEncoder(nn.Module):
             # Scale each component to unit variance on the normal tokens.
             proj_std = (z @ pcs).std(0).clamp_min(_MIN_STD)
             getattr(self, f"{part}_pcs").copy_(pcs / proj_std)
+        if "memory" in self.parts:
+            self._fit_memory(samples, seed)
         # Prior scale: normal tokens' 99th percentile maps to 0.5, the 99.9th to ~0.88.
-        res = torch.cat(samples["residual"])[:, self.prior_index]
-        z = (res - self.residual_mean[self.prior_index]) / self.residual_std[self.prior_index]
+        if self.prior_index is None:
+            z = self.memory_part(self._memory_sources(samples))[..., 0]
+        else:
+            res = torch.cat(samples["residual"])[:, self.prior_index]
+            z = (res - self.residual_mean[self.prior_index]) / self.residual_std[self.prior_index]
         q99, q999 = torch.quantile(z.double(), torch.tensor([0.99, 0.999], dtype=torch.float64)).tolist()
         a0 = 2.0 / max(q999 - q99, 1e-3)
         self.prior_scale.copy_(torch.tensor([a0, q99], dtype=torch.float32))
         return self
 
+    def _memory_sources(self, samples: dict[str, list]) -> torch.Tensor:
+        """The sampled tokens' standardised memory sources ``(n, c)`` (every source part is sampled alike)."""
+        return torch.cat([self._standardise(p, torch.cat(samples[p])) for p in self.memory_sources], -1)
 
-__all__ = ["FeatureEncoder", "cell_median"]
+    def _fit_memory(self, samples: dict[str, list], seed: int) -> None:
+        """Centroids of the sampled normal tokens; the distances' mean / std standardise the part.
+
+        The centroids are fitted on the same normal tokens whose distances they then
+        measure; with a few hundred centroids over tens of thousands of tokens from
+        many videos, each centroid averages many videos, so one video's own tokens pull
+        its distances down only a little (docs/model.md, "A normal memory").
+        """
+        z = self._memory_sources(samples)
+        self.memory_centroids.copy_(kmeans(z, self.cfg.memory, seed))
+        d = nearest_distance(z, self.memory_centroids)
+        self.memory_mean.copy_(d.mean().reshape(1))
+        self.memory_std.copy_(d.std().clamp_min(_MIN_STD).reshape(1))
+
+
+__all__ = ["MEMORY_SOURCES", "FeatureEncoder", "cell_median", "kmeans", "nearest_distance"]

@@ -6,6 +6,7 @@
     video_mil.py     video-level top-k MIL
     sultani.py       Sultani et al. ranking MIL
     motion_floor.py  no training: scene-relative motion
+    normal_memory.py no training: distance to a memory of normal training patches
     random.py        chance level
     oracle.py        supervised upper bound (ground-truth cells of the training videos)
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from patchvad.model.methods.base import Method, PatchMILMethod, VideoMILMethod
 from patchvad.model.methods.motion_floor import MotionFloor
+from patchvad.model.methods.normal_memory import NormalMemory
 from patchvad.model.methods.oracle import Oracle
 from patchvad.model.methods.plain_topk import PlainTopK
 from patchvad.model.methods.proximity import Proximity
@@ -32,6 +34,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     VideoMIL(),
     Sultani(),
     MotionFloor(),
+    NormalMemory(),
     Random(),
     Oracle(),
 )}
