@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
 
+from patchvad.config import ModelConfig, RunConfig
 from patchvad.model.methods.base import Method
 
 if TYPE_CHECKING:
@@ -18,6 +20,19 @@ class MotionFloor(Method):
     name = "motion_floor"
     description = "no training: scene-relative motion energy (the floor every method must beat)"
     seeded = False
+
+    def configure(self, cfg: RunConfig) -> RunConfig:
+        """A motion prior even when the configuration makes the normal memory the prior.
+
+        ``compare`` runs every method under one configuration; with ``prior_channel:
+        memory`` the floor would otherwise be the memory itself (``normal_memory``), and
+        "above the floor" would no longer mean above the motion floor.
+        """
+        if cfg.model.prior_channel != "memory":
+            return cfg
+        default = ModelConfig()
+        return dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, prior_channel=default.prior_channel, memory=default.memory))
 
     def scores(self, model: AnomalyModel, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder's floor scores, zero on padding."""
