@@ -20,6 +20,7 @@ METHOD_STYLE: dict[str, tuple[str, str]] = {
     "video_mil": ("#862e9c", "Video-level MIL"),
     "motion": ("#0b7285", "Motion floor (no training)"),
     "motion_floor": ("#0b7285", "Motion floor (no training)"),
+    "normal_memory": ("#c2255c", "Normal memory (no training)"),
     "random": ("#868e96", "Random"),
     "oracle": ("#2f9e44", "Supervised oracle (upper bound)"),
 }
