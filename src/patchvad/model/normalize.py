@@ -329,7 +329,10 @@ class FeatureEncoder(nn.Module):
         return ((d - self.memory_mean) / self.memory_std).reshape(*sources.shape[:-1], 1)
 
     def floor_scores(self, encoded: torch.Tensor) -> torch.Tensor:
-        """The motion floor as (0, 1) patch scores: ``sigmoid(a0 * (prior - b0))``."""
+        """The untrained floor as (0, 1) patch scores: ``sigmoid(a0 * (prior - b0))``.
+
+        The motion floor, or the normal memory when ``prior_channel`` is ``memory``.
+        """
         a0, b0 = float(self.prior_scale[0]), float(self.prior_scale[1])
         return torch.sigmoid(a0 * (encoded[..., 0] - b0))
 
