@@ -21,6 +21,7 @@ from patchvad.demo_record import (
     format_cell,
     load_record,
     make_record,
+    machine_info,
     readme_block,
     readme_table,
     replace_readme_block,
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 KEYS = [spec.key for spec in table_metrics()]
 SETUP = {"preset": "small", "seeds": 3, "training_steps": 400, "train_videos": 240, "test_videos": 80,
          "synth_preset": "default", "benchmark_seed": 2026}
-MACHINE = {"cpu_count": 2, "platform": "Linux-test", "python": "3.11.9", "torch": "2.5.1", "patchvad": "0.1.0",
+MACHINE = {"cpu": "Test CPU", "simd": ["X86_V3"], "cpu_count": 2, "platform": "Linux-test", "python": "3.11.9", "torch": "2.5.1", "patchvad": "0.1.0",
            "commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False}
 
 # README's table at commit 196c33b (6 columns): mean, std per method. Frame AUC macro and
@@ -76,6 +77,8 @@ def _record(numbers: dict = README_NUMBERS) -> dict:
 
 def test_record_holds_every_table_metric_setup_machine_and_times() -> None:
     record = _record()
+    here = machine_info()
+    assert isinstance(here["cpu"], str) and isinstance(here["simd"], list)
     assert record["metrics"] == KEYS
     assert list(record["methods"]) == list(README_NUMBERS)
     assert record["methods"]["proximity"]["mean"]["tiou"] == 0.109
@@ -208,6 +211,19 @@ def test_reproduction_lines(tmp_path: Path) -> None:
     assert reproduction_lines(other, path) == [
         f"does not reproduce {path}: 1 number(s) differ at the printed digits",
         "  random RBDC: got 0.004 ± 0.003, recorded 0.002 ± 0.003"]
+    # another CPU, or a record that does not name its CPU: said after the differing numbers
+    elsewhere = copy.deepcopy(other)
+    elsewhere["machine"].update(cpu="Other CPU", simd=["X86_V3", "X86_V4"])
+    assert reproduction_lines(elsewhere, path)[2:] == [
+        "  the record was made on another CPU (Test CPU (X86_V3); this run: Other CPU (X86_V3, X86_V4)); "
+        "the same commit can give other numbers on a CPU with other vector instructions"]
+    unnamed = copy.deepcopy(record)
+    del unnamed["machine"]["cpu"]
+    path.write_text(json.dumps(unnamed))
+    assert reproduction_lines(other, path)[2:] == [
+        "  the record does not name its CPU (this run: Test CPU (X86_V3)); the same commit can give "
+        "other numbers on a CPU with other vector instructions"]
+    assert reproduction_lines(unnamed, path) == [f"reproduces {path} to the printed digits"]
     path.write_text(json.dumps({"methods": {}, "format": 99}))
     assert "format 99" in reproduction_lines(record, path)[0]
 

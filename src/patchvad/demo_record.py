@@ -15,8 +15,8 @@ A record (JSON)::
      "methods": {method: {"mean": {metric: float|None}, "std": {...},
                           "seeds": {"0": {metric: float|None}, ...}}},   # DEMO_METHODS order
      "ratios": {"proximity/oracle": {metric: float|None}, ...},   # when the run has them
-     "machine": {"cpu_count": 2, "platform": ..., "python": ..., "torch": ...,
-                 "patchvad": "0.1.0", "commit": "<sha>"|None, "dirty": bool|None},
+     "machine": {"cpu": "AMD EPYC", "simd": ["X86_V3", ...], "cpu_count": 2, "platform": ...,
+                 "python": ..., "torch": ..., "patchvad": "0.1.0", "commit": "<sha>"|None, "dirty": bool|None},
      "timings_seconds": {stage: seconds}, "total_seconds": float,
      "reused": {"benchmark": bool, "feature_videos": int, "fits": int}}   # from an earlier run in OUT
 """
@@ -106,6 +106,8 @@ def machine_info(root: Path | None = None) -> dict[str, Any]:
     commit = _git(root, "rev-parse", "HEAD") if (root / ".git").exists() else None
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {
+        "cpu": cpu_name(),
+        "simd": simd_targets(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -117,6 +119,45 @@ def machine_info(root: Path | None = None) -> dict[str, Any]:
         "commit": commit,
         "dirty": None if status is None else bool(status),
     }
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``; else :func:`platform.processor`; "" when unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def simd_targets() -> list[str]:
+    """The numpy dispatch targets this CPU supports (e.g. ``["X86_V3", "X86_V4", "AVX512_ICL"]``).
+
+    Vector instruction sets change float rounding in numpy and PyTorch kernels, so the
+    same commit can give other numbers on a CPU with another set (see
+    :func:`reproduction_lines`).
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:                      # another numpy layout: unknown, not an error
+        return []
+    return [t for t in __cpu_dispatch__ if __cpu_features__.get(t)]
+
+
+def _cpu_note(run_record: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
+    """A line when the record was made on another CPU, or does not say on which."""
+    here, there = run_record.get("machine") or {}, record.get("machine") or {}
+    mine = f"{here.get('cpu') or 'unknown CPU'} ({', '.join(here.get('simd') or []) or 'SIMD unknown'})"
+    if "cpu" not in there:
+        return [f"  the record does not name its CPU (this run: {mine}); the same commit can give other "
+                "numbers on a CPU with other vector instructions"]
+    if (there.get("cpu"), there.get("simd")) != (here.get("cpu"), here.get("simd")):
+        theirs = f"{there.get('cpu') or 'unknown CPU'} ({', '.join(there.get('simd') or []) or 'SIMD unknown'})"
+        return [f"  the record was made on another CPU ({theirs}; this run: {mine}); the same commit can give "
+                "other numbers on a CPU with other vector instructions"]
+    return []
 
 
 def _number(v: Any) -> float | None:
@@ -354,7 +395,7 @@ def reproduction_lines(run_record: Mapping[str, Any], path: str | Path | None = 
     if not diffs:
         return [f"reproduces {shown} to the printed digits"]
     return [f"does not reproduce {shown}: {len(diffs)} number(s) differ at the printed digits"] + \
-        [f"  {d}" for d in diffs]
+        [f"  {d}" for d in diffs] + _cpu_note(run_record, record)
 
 
 def _shown(path: Path) -> str:
