@@ -139,11 +139,14 @@ def simd_targets() -> list[str]:
     same commit can give other numbers on a CPU with another set (see
     :func:`reproduction_lines`).
     """
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:                      # another numpy layout: unknown, not an error
+    import importlib
+
+    try:                                     # private module, no stubs: read by name
+        umath = importlib.import_module("numpy._core._multiarray_umath")
+        dispatch, features = umath.__cpu_dispatch__, umath.__cpu_features__
+    except (ImportError, AttributeError):    # another numpy layout: unknown, not an error
         return []
-    return [t for t in __cpu_dispatch__ if __cpu_features__.get(t)]
+    return [str(t) for t in dispatch if features.get(t)]
 
 
 def _cpu_note(run_record: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
