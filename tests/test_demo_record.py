@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 KEYS = [spec.key for spec in table_metrics()]
 SETUP = {"preset": "small", "seeds": 3, "training_steps": 400, "train_videos": 240, "test_videos": 80,
          "synth_preset": "default", "benchmark_seed": 2026}
-MACHINE = {"cpu": "Test CPU", "simd": ["X86_V3"], "cpu_count": 2, "platform": "Linux-test", "python": "3.11.9", "torch": "2.5.1", "patchvad": "0.1.0",
-           "commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False}
+MACHINE = {"cpu": "Test CPU", "simd": ["X86_V3"], "cpu_count": 2, "platform": "Linux-test", "python": "3.11.9",
+           "torch": "2.5.1", "patchvad": "0.1.0", "commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False}
 
 # README's table at commit 196c33b (6 columns): mean, std per method. Frame AUC macro and
 # patch AP (not in README) get fixed values.

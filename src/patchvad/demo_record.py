@@ -23,6 +23,7 @@ A record (JSON)::
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import platform
@@ -139,8 +140,6 @@ def simd_targets() -> list[str]:
     same commit can give other numbers on a CPU with another set (see
     :func:`reproduction_lines`).
     """
-    import importlib
-
     try:                                     # private module, no stubs: read by name
         umath = importlib.import_module("numpy._core._multiarray_umath")
         dispatch, features = umath.__cpu_dispatch__, umath.__cpu_features__
@@ -149,17 +148,19 @@ def simd_targets() -> list[str]:
     return [str(t) for t in dispatch if features.get(t)]
 
 
+def _cpu_label(machine: Mapping[str, Any]) -> str:
+    """``AMD EPYC (X86_V3, X86_V4)``: a record's CPU and SIMD targets as the notes print them."""
+    return f"{machine.get('cpu') or 'unknown CPU'} ({', '.join(machine.get('simd') or []) or 'SIMD unknown'})"
+
+
 def _cpu_note(run_record: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
     """A line when the record was made on another CPU, or does not say on which."""
     here, there = run_record.get("machine") or {}, record.get("machine") or {}
-    mine = f"{here.get('cpu') or 'unknown CPU'} ({', '.join(here.get('simd') or []) or 'SIMD unknown'})"
+    why = "the same commit can give other numbers on a CPU with other vector instructions"
     if "cpu" not in there:
-        return [f"  the record does not name its CPU (this run: {mine}); the same commit can give other "
-                "numbers on a CPU with other vector instructions"]
+        return [f"  the record does not name its CPU (this run: {_cpu_label(here)}); {why}"]
     if (there.get("cpu"), there.get("simd")) != (here.get("cpu"), here.get("simd")):
-        theirs = f"{there.get('cpu') or 'unknown CPU'} ({', '.join(there.get('simd') or []) or 'SIMD unknown'})"
-        return [f"  the record was made on another CPU ({theirs}; this run: {mine}); the same commit can give "
-                "other numbers on a CPU with other vector instructions"]
+        return [f"  the record was made on another CPU ({_cpu_label(there)}; this run: {_cpu_label(here)}); {why}"]
     return []
 
 

@@ -109,7 +109,6 @@ def test_normal_memory_method_end_to_end(toy, tmp_path):
     assert ev["pauc"] > 0.6                             # the toy anomaly is unlike every normal token
 
 
-
 def test_motion_floor_stays_the_motion_floor_under_a_memory_prior(toy, tmp_path):
     """compare runs every method with one config: the floor must not turn into the memory."""
     data, feats = toy
@@ -122,6 +121,7 @@ def test_motion_floor_stays_the_motion_floor_under_a_memory_prior(toy, tmp_path)
         test(run.checkpoint, data, feats, tmp_path / f"pred_{name}")
     a, b = (np.load(tmp_path / f"pred_{name}" / "test_000" / "maps.npy") for name in configs)
     assert np.array_equal(a, b)
+
 
 def test_adapting_a_memory_model_keeps_the_memory_space_and_restandardises_its_channel(toy, tmp_path):
     """Own-camera adaptation: the parts the memory reads keep their buffers; the memory channel gets mean 0 / std 1."""
